@@ -1,0 +1,42 @@
+# The two commands (README): `make demo` runs the tiny recipe end to end, `make test` runs the tests.
+# Each sets up .venv from requirements.txt on first use, so a fresh machine needs nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RECIPE ?= tiny
+# The tiny recipe and the tests never reach the Hub; export HF_HUB_OFFLINE=0 to override.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test slow_test style quality clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) scripts/build_validation_sets.py --config recipes/$(RECIPE)/validation_sets.yaml
+	$(PY) scripts/build_corpus.py --config recipes/$(RECIPE)/corpus.yaml
+	@echo "demo finished: results and plots under outputs/$(RECIPE)/"
+
+test: install
+	$(PY) -m pytest tests
+
+slow_test: install
+	$(PY) -m pytest tests -m slow
+
+style: install
+	$(VENV)/bin/ruff format src scripts tests benchmarks
+	$(VENV)/bin/ruff check --fix src scripts tests benchmarks
+
+quality: install
+	$(VENV)/bin/ruff check src scripts tests benchmarks
+
+clean:
+	rm -rf outputs

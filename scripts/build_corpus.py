@@ -1,0 +1,35 @@
+"""Stage 01: the code corpus: filtered documents, a tokenizer, packed blocks (train + candidates).
+
+    python scripts/build_corpus.py --config recipes/tiny/corpus.yaml
+    python scripts/build_corpus.py --config recipes/tiny/corpus.yaml --sources stdlib dir:my_code \
+        --num_candidates 500 --output_dir outputs/my_corpus
+"""
+
+import logging
+
+from codesift.configs import CorpusArguments, parse_args
+from codesift.corpus import run_corpus_stage
+
+logger = logging.getLogger(__name__)
+
+
+def main(args: CorpusArguments) -> None:
+    manifest = run_corpus_stage(args)
+    docs, tokens = manifest["documents"], manifest["tokens"]
+    dropped = {reason: info["documents"] for reason, info in docs["dropped"].items()}
+    logger.info(
+        "documents: %d kept of %d read; dropped %s", docs["documents_kept"], docs["documents_read"], dropped
+    )
+    logger.info(
+        "blocks: %d train + %d candidates of %d tokens (%d tail tokens dropped)",
+        tokens["train_blocks"],
+        tokens["candidate_blocks"],
+        tokens["seq_len"],
+        tokens["tail_tokens_dropped"],
+    )
+    logger.info("timings: %s; corpus written to %s", manifest["timings"], args.output_dir)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    main(parse_args(CorpusArguments))

@@ -1,0 +1,94 @@
+"""Figures, one function each, shared by the scripts, the demo and the notebooks.
+
+Every function returns the matplotlib Figure (a notebook shows it inline) and, given a path,
+saves it there as a PNG and closes it (a script writes it under outputs/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg by itself
+
+
+def _save(fig, path):
+    """Save to `path` and close (a script's figure must not pile up or pop up in a notebook);
+    with no path, leave it open for the notebook to show."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    return fig
+
+
+def plot_task_sizes(metadata: dict, path=None):
+    """Problems per task: available, sampled, and the select/report parts."""
+    tasks = list(metadata["tasks"])
+    info = metadata["tasks"]
+    x = range(len(tasks))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(tasks)), 3.5))
+    width = 0.2
+    for offset, key in zip((-1.5, -0.5, 0.5, 1.5), ("available", "sampled", "select", "report"), strict=True):
+        ax.bar([i + offset * width for i in x], [info[t][key] for t in tasks], width, label=key)
+    ax.set_xticks(list(x), tasks, rotation=20, ha="right")
+    ax.set_ylabel("problems")
+    mode = (
+        "paper mode: select = report"
+        if metadata["select_fraction"] == 0
+        else (f"select fraction {metadata['select_fraction']}")
+    )
+    ax.set_title(f"Validation sets per task ({mode}, seed {metadata['seed']})")
+    ax.legend(ncols=4, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_validation_lengths(tokenized_sets, path=None):
+    """Prompt and completion lengths in tokens, per task (whole-task splits only)."""
+    from .tasks import task_names
+
+    tasks = task_names(tokenized_sets)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    for task in tasks:
+        labels = tokenized_sets[task]["labels"]
+        completion = [sum(t != -100 for t in row) for row in labels]
+        prompt = [len(row) - c for row, c in zip(labels, completion, strict=True)]
+        axes[0].hist(prompt, bins=30, histtype="step", label=task)
+        axes[1].hist(completion, bins=30, histtype="step", label=task)
+    axes[0].set(title="prompt tokens (masked, -100)", xlabel="tokens", ylabel="problems")
+    axes[1].set(title="completion tokens (the loss)", xlabel="tokens")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_corpus_lengths(document_tokens, blocks, seq_len: int, path=None):
+    """Document lengths in tokens (log scale) and how many documents each block spans."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    lengths = np.asarray(document_tokens)
+    axes[0].hist(lengths, bins=np.logspace(0, np.log10(max(2, lengths.max())), 40))
+    axes[0].set_xscale("log")
+    axes[0].axvline(seq_len, color="k", linestyle="--", label=f"block = {seq_len} tokens")
+    axes[0].set(title=f"{len(lengths)} documents", xlabel="tokens per document", ylabel="documents")
+    axes[0].legend()
+    spans = [len(ids) for ids in blocks["doc_ids"]]
+    axes[1].hist(spans, bins=range(1, max(spans) + 2), align="left")
+    axes[1].set(
+        title=f"{len(spans)} blocks of {seq_len} tokens", xlabel="documents in a block", ylabel="blocks"
+    )
+    return _save(fig, path)
+
+
+def plot_dropped(manifest: dict, path=None):
+    """Documents dropped per reason by the corpus filters."""
+    dropped = manifest["documents"]["dropped"]
+    reasons = sorted(dropped, key=lambda r: -dropped[r]["documents"])
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.barh(reasons, [dropped[r]["documents"] for r in reasons])
+    ax.invert_yaxis()
+    kept = manifest["documents"]["documents_kept"]
+    ax.set(
+        title=f"Corpus filters: {kept} documents kept of {manifest['documents']['documents_read']}",
+        xlabel="documents dropped",
+    )
+    return _save(fig, path)

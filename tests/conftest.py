@@ -1,0 +1,44 @@
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CODESIFT_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+# The suite never reaches the Hub, whatever the caller's environment says.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real MBPP and HumanEval-X files beside the project (CI lays them out there)."""
+    if not (SHARED_DATA / "mbpp" / "mbpp.jsonl").is_file():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA} (set CODESIFT_SHARED_DATA to its folder)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer():
+    """A byte-level BPE trained in a second on a few stdlib modules."""
+    import inspect
+    import json
+    import textwrap
+
+    from codesift.tokenizer import train_bpe_tokenizer
+
+    texts = [inspect.getsource(module) for module in (json, textwrap, inspect)]
+    return train_bpe_tokenizer(texts, vocab_size=600, model_max_length=128)

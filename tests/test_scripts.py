@@ -1,0 +1,125 @@
+"""The stage scripts as a user runs them: recipe + CLI overrides, outputs, and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codesift.configs import CorpusArguments, ValidationSetsArguments, load_config, parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_ARGUMENTS = {"validation_sets": ValidationSetsArguments, "corpus": CorpusArguments}
+
+
+def run_script(name, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((ROOT / "recipes").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_every_recipe_parses(recipe):
+    if recipe.parent.name == "accelerate_configs":
+        pytest.skip("accelerate's own format")
+    args = parse_args(STAGE_ARGUMENTS[recipe.stem], args=["--config", str(recipe)])
+    assert args.output_dir.startswith(f"outputs/{recipe.parent.name}/")
+
+
+def test_cli_overrides_the_recipe():
+    args = parse_args(
+        ValidationSetsArguments,
+        args=["--config", "recipes/tiny/validation_sets.yaml", "--tasks", "humaneval", "--seed", "5"],
+    )
+    assert args.tasks == ["humaneval"] and args.seed == 5 and args.max_problems_per_task == 200
+    with pytest.raises(ValueError, match="no field"):
+        load_config(CorpusArguments, "recipes/tiny/corpus.yaml", vocab=10)
+
+
+def test_stage_01_scripts_end_to_end(tmp_path):
+    sets = tmp_path / "sets"
+    done = run_script(
+        "build_validation_sets.py",
+        "--config",
+        "recipes/tiny/validation_sets.yaml",
+        "--tasks",
+        "humaneval",
+        "--output_dir",
+        sets,
+    )
+    assert done.returncode == 0, done.stderr
+    metadata = json.loads((sets / "metadata.json").read_text())
+    assert metadata["tasks"]["humaneval"]["select"] == 82 and (sets / "plots" / "task_sizes.png").is_file()
+
+    code = tmp_path / "code"
+    code.mkdir()
+    for module in ("json/decoder.py", "shlex.py", "textwrap.py", "csv.py"):
+        source = Path(sys.modules["os"].__file__).parent / module
+        (code / module.replace("/", "_")).write_text(source.read_text())
+    corpus = tmp_path / "corpus"
+    done = run_script(
+        "build_corpus.py",
+        "--config",
+        "recipes/tiny/corpus.yaml",
+        "--sources",
+        f"dir:{code}",
+        "--validation_sets",
+        sets,
+        "--vocab_size",
+        "500",
+        "--num_candidates",
+        "10",
+        "--output_dir",
+        corpus,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert manifest["documents"]["documents_kept"] == 4 and manifest["tokens"]["candidate_blocks"] == 10
+    for part in (
+        "documents",
+        "tokenizer",
+        "blocks",
+        "validation_tokenized",
+        "plots/lengths.png",
+        "plots/dropped.png",
+    ):
+        assert (corpus / part).exists(), part
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_bad_recipe_key_fails_before_writing(tmp_path):
+    done = run_script(
+        "build_validation_sets.py",
+        "--config",
+        "recipes/tiny/validation_sets.yaml",
+        "--max_problems",
+        "3",
+        "--output_dir",
+        tmp_path / "out",
+    )
+    assert done.returncode != 0 and "--max_problems" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_validation_sets_fail_before_writing(tmp_path):
+    done = run_script(
+        "build_corpus.py",
+        "--config",
+        "recipes/tiny/corpus.yaml",
+        "--validation_sets",
+        tmp_path / "none",
+        "--output_dir",
+        tmp_path / "corpus",
+    )
+    assert done.returncode != 0 and "run scripts/build_validation_sets.py first" in done.stderr
+    assert not (tmp_path / "corpus").exists()
