@@ -23,6 +23,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) scripts/build_validation_sets.py --config recipes/$(RECIPE)/validation_sets.yaml
 	$(PY) scripts/build_corpus.py --config recipes/$(RECIPE)/corpus.yaml
+	$(PY) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain.yaml --auto_resume false
 	@echo "demo finished: results and plots under outputs/$(RECIPE)/"
 
 test: install

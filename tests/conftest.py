@@ -42,3 +42,34 @@ def small_tokenizer():
 
     texts = [inspect.getsource(module) for module in (json, textwrap, inspect)]
     return train_bpe_tokenizer(texts, vocab_size=600, model_max_length=128)
+
+
+@pytest.fixture(scope="session")
+def micro_corpus(tmp_path_factory):
+    """Stage 01 at toy size: HumanEval sets, six stdlib modules, 64-token blocks, a 400-token BPE."""
+    import shutil
+    import sysconfig
+
+    from codesift.configs import CorpusArguments
+    from codesift.corpus import build_corpus
+    from codesift.tasks import build_validation_sets
+    from codesift.utils import save_to_disk
+
+    root = tmp_path_factory.mktemp("micro")
+    code = root / "code"
+    code.mkdir()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in ("textwrap.py", "shlex.py", "csv.py", "fractions.py", "glob.py", "fnmatch.py"):
+        shutil.copy(stdlib / name, code / name)
+    sets = build_validation_sets(["humaneval"], select_fraction=0.5).to_dataset_dict()
+    save_to_disk(sets, root / "validation_sets")
+    args = CorpusArguments(
+        sources=[f"dir:{code}"],
+        validation_sets=None,
+        vocab_size=400,
+        seq_len=64,
+        num_candidates=40,
+        num_proc=1,
+    )
+    build_corpus(args, root / "corpus", sets)
+    return root / "corpus"

@@ -1,23 +1,35 @@
 """Every notebook runs top to bottom on the tiny recipe (on a smaller corpus, to keep the suite short)."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-# per-notebook parameters injected into the cell tagged "parameters"
+# per-notebook parameters injected into the cell tagged "parameters": a smaller corpus, fewer steps
 PARAMETERS = {
     "01_build_validation_sets": {"corpus_overrides": {"max_documents": 300, "num_candidates": 500}},
+    "02_pretrain": {
+        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
+        "train_overrides": {"max_steps": 30, "eval_steps": 15, "save_steps": 15, "logging_steps": 5},
+    },
 }
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """One output folder for all notebooks, run in order, so each starts from the last one's outputs."""
+    return tmp_path_factory.mktemp("notebook_outputs")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(notebook, tmp_path, shared_data):
+def test_notebook_runs(notebook, outputs, tmp_path, shared_data):
     import papermill
 
-    parameters = {"output_root": str(tmp_path / "outputs"), **PARAMETERS.get(notebook.stem, {})}
+    parameters = {"output_root": str(outputs), **PARAMETERS.get(notebook.stem, {})}
+    before = set(outputs.rglob("*.png"))
     papermill.execute_notebook(
         str(notebook),
         str(tmp_path / notebook.name),
@@ -26,7 +38,9 @@ def test_notebook_runs(notebook, tmp_path, shared_data):
         cwd=str(notebook.parent),
         progress_bar=False,
     )
-    assert any((tmp_path / "outputs").rglob("*.png")), "the notebook wrote no figure"
+    executed = json.loads((tmp_path / notebook.name).read_text())
+    figures = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert figures or set(outputs.rglob("*.png")) - before, "the notebook showed and wrote no figure"
 
 
 def test_notebooks_are_stripped():

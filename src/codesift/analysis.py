@@ -92,3 +92,39 @@ def plot_dropped(manifest: dict, path=None):
         xlabel="documents dropped",
     )
     return _save(fig, path)
+
+
+def read_log_history(run_dir) -> list[dict]:
+    """The Trainer's log history of a run folder (its final trainer_state.json, else the newest
+    checkpoint's)."""
+    import json
+
+    run_dir = Path(run_dir)
+    states = [run_dir / "trainer_state.json"] + sorted(
+        run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: -int(p.parent.name.split("-")[1])
+    )
+    state = next((p for p in states if p.is_file()), None)
+    if state is None:
+        raise FileNotFoundError(f"no trainer_state.json in {run_dir} or its checkpoints")
+    return json.loads(state.read_text())["log_history"]
+
+
+def plot_training_curves(log_history: list[dict], path=None):
+    """Training loss, and each task's validation loss (completion tokens only), over steps."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    train = [(log["step"], log["loss"]) for log in log_history if "loss" in log]
+    if train:
+        axes[0].plot(*zip(*train, strict=True))
+    axes[0].set(title="training loss", xlabel="step", ylabel="loss (nats/token)")
+    tasks = sorted(
+        {k[5:-5] for log in log_history for k in log if k.startswith("eval_") and k.endswith("_loss")}
+    )
+    for task in tasks:
+        points = [
+            (log["step"], log[f"eval_{task}_loss"]) for log in log_history if f"eval_{task}_loss" in log
+        ]
+        axes[1].plot(*zip(*points, strict=True), marker="o", label=task)
+    axes[1].set(title="validation loss per task", xlabel="step", ylabel="loss on completion tokens")
+    if tasks:
+        axes[1].legend(fontsize=7)
+    return _save(fig, path)

@@ -108,6 +108,63 @@ class CorpusArguments:
     output_dir: str = "outputs/tiny/corpus"
 
 
+@dataclass
+class ModelArguments:
+    """Stage 02: which model. A preset built from scratch, or weights to start from."""
+
+    model_preset: str = field(default="tiny", metadata={"help": "tiny or codellm-1b (codesift.modeling)."})
+    model_overrides: dict = field(
+        default_factory=dict,
+        metadata={"help": "LlamaConfig fields that replace the preset's, e.g. {num_hidden_layers: 2}."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from these weights (a folder or Hub id) instead of a fresh init."},
+    )
+    tokenizer_name_or_path: str = field(default="outputs/tiny/corpus/tokenizer")
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa, eager, flash_attention_2."}
+    )
+
+
+@dataclass
+class PretrainArguments:
+    """Stage 02: what to train on, what to evaluate, and where a run starts."""
+
+    blocks: str = field(
+        default="outputs/tiny/corpus/blocks",
+        metadata={"help": "Packed blocks: a saved Dataset/DatasetDict folder, a parquet folder or a Hub id."},
+    )
+    blocks_split: str = "train"
+    validation_sets: str | None = field(
+        default="outputs/tiny/corpus/validation_tokenized",
+        metadata={
+            "help": "Tokenized validation sets (stage 01); each task's loss is logged as eval_<task>_loss."
+        },
+    )
+    eval_tasks: list[str] = field(default_factory=list, metadata={"help": "Tasks to evaluate; empty = all."})
+    eval_part: str | None = field(
+        default=None, metadata={"help": "select, report, or null for the whole task."}
+    )
+    schedule_total_steps: int | None = field(
+        default=None,
+        metadata={"help": "Length of the LR schedule when it differs from max_steps (a run stopped early)."},
+    )
+    continue_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "A checkpoint to continue from: its weights, optimizer state and schedule position, "
+            "then max_steps more steps on `blocks` (MATES-style continued pretraining)."
+        },
+    )
+    auto_resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in output_dir."}
+    )
+    callbacks: list[str] = field(
+        default_factory=list, metadata={"help": "Names from codesift.callbacks.CALLBACKS."}
+    )
+
+
 def parse_args(*dataclass_types, args: list[str] | None = None):
     """Parse `--config <yaml>` plus `--key value` overrides into the given dataclasses."""
     from trl import TrlParser
@@ -118,9 +175,62 @@ def parse_args(*dataclass_types, args: list[str] | None = None):
 
 
 def load_config(dataclass_type, recipe: str, **overrides):
-    """A recipe as a dataclass, for notebooks: the scripts' parser, then keyword overrides."""
-    config = parse_args(dataclass_type, args=["--config", str(recipe)])
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(dataclass_type)}
+    """A recipe file as a dataclass, for notebooks: the scripts' parser, then keyword overrides."""
+    return load_configs((dataclass_type,), recipe, **overrides)[0]
+
+
+def load_configs(dataclass_types: tuple, recipe: str, **overrides) -> tuple:
+    """A recipe file as several dataclasses; each override goes to the dataclass that has the field."""
+    configs = parse_args(*dataclass_types, args=["--config", str(recipe)])
+    return replace_fields(configs if isinstance(configs, tuple) else (configs,), overrides)
+
+
+def replace_fields(configs: tuple, overrides: dict) -> tuple:
+    """`dataclasses.replace` across several dataclasses (TrainingArguments derives fields in
+    __post_init__, so it is rebuilt rather than assigned to). Unknown names are an error."""
+    fields = [{f.name for f in dataclasses.fields(c) if f.init} for c in configs]
+    unknown = set(overrides) - set().union(*fields)
     if unknown:
-        raise ValueError(f"{dataclass_type.__name__} has no field(s) {sorted(unknown)}")
-    return dataclasses.replace(config, **overrides)
+        names = ", ".join(type(c).__name__ for c in configs)
+        raise ValueError(f"{names} has no field(s) {sorted(unknown)}")
+    return tuple(
+        dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in names})
+        for config, names in zip(configs, fields, strict=True)
+    )
+
+
+def stage_arguments(stage: str) -> tuple:
+    """The dataclasses a stage's recipe fills, in the order its script parses them."""
+    from transformers import TrainingArguments
+
+    stages = {
+        "validation_sets": (ValidationSetsArguments,),
+        "corpus": (CorpusArguments,),
+        "pretrain": (ModelArguments, PretrainArguments, TrainingArguments),
+    }
+    if stage not in stages:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")
+    return stages[stage]
+
+
+def load_stage_config(stage: str, recipe: str = "tiny", output_root: str | None = None, **overrides):
+    """A stage's recipe (`recipes/<recipe>/<stage>.yaml`) as its dataclasses, for notebooks and tests.
+
+    With `output_root`, every path the recipe places under `outputs/<recipe>` moves there, so a
+    notebook run (or a test) keeps all its stages together in one folder. A single-dataclass stage
+    returns the dataclass itself.
+    """
+    configs = load_configs(stage_arguments(stage), f"recipes/{recipe}/{stage}.yaml")
+    if output_root is not None:
+        prefix = f"outputs/{recipe}"
+        moved = [
+            {
+                name: output_root + value[len(prefix) :]
+                for name, value in ((f.name, getattr(c, f.name)) for f in dataclasses.fields(c) if f.init)
+                if isinstance(value, str) and value.startswith(prefix)
+            }
+            for c in configs
+        ]
+        configs = tuple(dataclasses.replace(c, **m) for c, m in zip(configs, moved, strict=True))
+    configs = replace_fields(configs, overrides)
+    return configs[0] if len(configs) == 1 else configs

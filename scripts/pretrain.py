@@ -1,0 +1,30 @@
+"""Stage 02: pretrain a Llama-style code model with the HF Trainer (or continue from a checkpoint).
+
+    python scripts/pretrain.py --config recipes/tiny/pretrain.yaml
+    python scripts/pretrain.py --config recipes/tiny/pretrain.yaml --max_steps 20 --output_dir outputs/try
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/pretrain.py \
+        --config recipes/codellm-1b/pretrain.yaml
+    # continued pretraining: a checkpoint's weights, AdamW moments and schedule, other blocks, 100 more steps
+    python scripts/pretrain.py --config recipes/tiny/pretrain.yaml \
+        --continue_from outputs/tiny/pretrain/checkpoint-300 --blocks outputs/tiny/filtered/blocks \
+        --max_steps 100 --output_dir outputs/tiny/continued
+"""
+
+import logging
+
+from transformers import TrainingArguments
+
+from codesift.configs import ModelArguments, PretrainArguments, parse_args
+from codesift.training import run_pretraining
+
+
+def main(
+    model_args: ModelArguments, pretrain_args: PretrainArguments, training_args: TrainingArguments
+) -> None:
+    # seed, start (fresh / resume / continue), data, tokenizer, model, trainer, train, save, model card
+    run_pretraining(model_args, pretrain_args, training_args)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    main(*parse_args(ModelArguments, PretrainArguments, TrainingArguments))

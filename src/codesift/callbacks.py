@@ -1,0 +1,51 @@
+"""Trainer callbacks chosen by name from a recipe (`callbacks: [log_history]`), as open-r1 does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+
+class LogHistoryCallback(TrainerCallback):
+    """Appends every log (train loss, each task's eval loss, lr) to `<output_dir>/log_history.jsonl`
+    as it happens, so a long run can be plotted while it trains and its logs survive a crash."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(Path(args.output_dir) / "log_history.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class ScheduleRecorderCallback(TrainerCallback):
+    """Writes `schedule.json` into every checkpoint: the LR schedule's full length, which
+    `trainer_state.json` does not hold when a run stops before its schedule ends. Continued
+    pretraining reads it to keep the same schedule. Always on (added by the trainer)."""
+
+    def __init__(self, schedule_total_steps: int):
+        self.schedule_total_steps = schedule_total_steps
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            (folder / "schedule.json").write_text(
+                json.dumps(
+                    {
+                        "schedule_total_steps": self.schedule_total_steps,
+                        "lr_scheduler_type": getattr(
+                            args.lr_scheduler_type, "value", str(args.lr_scheduler_type)
+                        ),
+                    }
+                )
+            )
+
+
+CALLBACKS: dict[str, type[TrainerCallback]] = {"log_history": LogHistoryCallback}
+
+
+def get_callbacks(names: list[str]) -> list[TrainerCallback]:
+    unknown = [name for name in names if name not in CALLBACKS]
+    if unknown:
+        raise ValueError(f"unknown callback(s) {unknown}; known: {', '.join(CALLBACKS)}")
+    return [CALLBACKS[name]() for name in names]

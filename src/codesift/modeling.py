@@ -1,0 +1,92 @@
+"""Llama-style code models built from scratch with `LlamaConfig` + `LlamaForCausalLM` (stage 02).
+
+Presets:
+- `tiny`: 2.9M parameters with an 8k vocabulary (hidden 128, 4 layers, 4 heads, 2 KV heads,
+  FFN 384, context 256); trains on two CPU cores.
+- `codellm-1b`: about 1.1B parameters. ASSUMED shape, following TinyLlama (the paper's own model
+  shape is not available to us): 22 layers x 2048 hidden, 32 heads, 4 KV heads, FFN 5632,
+  context 2048, with the vocabulary of the recipe's tokenizer.
+"""
+
+from __future__ import annotations
+
+MODEL_PRESETS: dict[str, dict] = {
+    "tiny": {
+        "hidden_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 384,
+        "max_position_embeddings": 256,
+    },
+    "codellm-1b": {  # assumed, following TinyLlama-1.1B
+        "hidden_size": 2048,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "intermediate_size": 5632,
+        "max_position_embeddings": 2048,
+    },
+}
+ASSUMED_PRESETS = {
+    "codellm-1b": "shape assumed, following TinyLlama-1.1B; the paper's is not available to us"
+}
+
+
+def build_model_config(preset: str, tokenizer, overrides: dict | None = None):
+    """A `LlamaConfig` from a preset, the tokenizer's vocabulary and special tokens, and overrides."""
+    from transformers import LlamaConfig
+
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; presets: {', '.join(MODEL_PRESETS)}")
+    fields = {
+        **MODEL_PRESETS[preset],
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": False,
+        **(overrides or {}),
+    }
+    unknown = [key for key in overrides or {} if not hasattr(LlamaConfig(), key)]
+    if unknown:
+        raise ValueError(f"model_overrides has keys LlamaConfig does not know: {unknown}")
+    return LlamaConfig(**fields)
+
+
+def count_parameters(config) -> int:
+    """Parameters of a model built from `config`, counted on the meta device (no memory used)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(config, seed: int):
+    """A freshly initialised model; the seed fixes the initial weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int = 64) -> str:
+    """The model's greedy continuation of `prompt` (the prompt cut from the left to fit the context)."""
+    import torch
+
+    context = model.config.max_position_embeddings - max_new_tokens
+    ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"][-context:]
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)

@@ -1,0 +1,18 @@
+"""Running stages in order from a notebook: each notebook can start from an empty output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .configs import load_stage_config
+
+
+def ensure_stage_01(output_root: str, recipe: str = "tiny", **corpus_overrides) -> None:
+    """Build the validation sets and the corpus under `output_root` unless they are already there."""
+    from .corpus import run_corpus_stage
+    from .tasks import run_validation_sets_stage
+
+    if not (Path(output_root) / "validation_sets" / "dataset_dict.json").is_file():
+        run_validation_sets_stage(load_stage_config("validation_sets", recipe, output_root))
+    if not (Path(output_root) / "corpus" / "manifest.json").is_file():
+        run_corpus_stage(load_stage_config("corpus", recipe, output_root, **corpus_overrides))

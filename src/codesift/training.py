@@ -1,0 +1,342 @@
+"""Pretraining with the HF Trainer (stage 02): data, collator, schedule, resume and continuation.
+
+Checkpoints keep the optimizer, scheduler and RNG state (the Trainer's default), because stage 03
+takes one exact optimizer step from them. Continued pretraining (`continue_from`) starts from a
+checkpoint's weights, AdamW moments and schedule position but trains on another dataset of blocks,
+which is how stage 06 compares selected and random data at equal tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+
+from .callbacks import ScheduleRecorderCallback, get_callbacks
+
+logger = logging.getLogger(__name__)
+
+
+class PretrainError(ValueError):
+    """A pretraining input that cannot work; raised before any training starts."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def load_blocks(name_or_path: str, split: str = "train"):
+    """Blocks from a `save_to_disk` folder (Dataset or DatasetDict), a parquet folder or a Hub id."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(name_or_path)
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()):
+        blocks = load_from_disk(str(path))
+        if isinstance(blocks, DatasetDict):
+            if split not in blocks:
+                raise PretrainError(f"{path} has no split {split!r}; splits: {list(blocks)}")
+            blocks = blocks[split]
+        return blocks
+    if path.is_dir():
+        return load_dataset(str(path), split=split)
+    if name_or_path.startswith((".", "/", "~")) or "outputs/" in name_or_path:
+        raise PretrainError(f"blocks not found at {name_or_path}: run scripts/build_corpus.py first")
+    return load_dataset(name_or_path, split=split)
+
+
+def check_blocks(blocks, config, source: str, sample: int = 2000) -> int:
+    """Blocks must have one length that fits the model's context, and ids inside its vocabulary.
+    Returns the block length."""
+    if "input_ids" not in blocks.column_names:
+        raise PretrainError(f"{source}: no input_ids column; columns: {blocks.column_names}")
+    head = blocks.select(range(min(sample, len(blocks)))).with_format("numpy")["input_ids"]
+    lengths = {len(ids) for ids in head}
+    if len(lengths) != 1:
+        raise PretrainError(
+            f"{source}: blocks of several lengths {sorted(lengths)[:5]}; packed blocks have one"
+        )
+    seq_len = lengths.pop()
+    if seq_len > config.max_position_embeddings:
+        raise PretrainError(
+            f"{source}: blocks of {seq_len} tokens but the model's context is {config.max_position_embeddings}"
+        )
+    top = max(int(ids.max()) for ids in head)
+    if top >= config.vocab_size:
+        raise PretrainError(
+            f"{source}: token id {top} but the model's vocabulary has {config.vocab_size} entries "
+            "(blocks made with another tokenizer?)"
+        )
+    return seq_len
+
+
+def load_eval_datasets(path: str | None, tasks: list[str], part: str | None) -> dict:
+    """{task: tokenized validation split}, so that the Trainer logs eval_<task>_loss."""
+    if path is None:
+        return {}
+    from datasets import load_from_disk
+
+    from .tasks import task_names, task_part
+
+    if not (Path(path) / "dataset_dict.json").is_file():
+        raise PretrainError(
+            f"tokenized validation sets not found at {path}: run scripts/build_corpus.py first"
+        )
+    sets = load_from_disk(path)
+    available = task_names(sets)
+    missing = [t for t in tasks if t not in available]
+    if missing:
+        raise PretrainError(f"eval_tasks {missing} not in {path}; tasks there: {available}")
+    return {task: task_part(sets, task, part) for task in tasks or available}
+
+
+@dataclass
+class CausalLMCollator:
+    """Pads to the longest row; `labels` default to `input_ids` (blocks) and are -100 on padding."""
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict]) -> dict:
+        width = max(len(f["input_ids"]) for f in features)
+        batch = {"input_ids": [], "attention_mask": [], "labels": []}
+        for f in features:
+            ids = list(f["input_ids"])
+            labels = list(f["labels"]) if "labels" in f else list(ids)
+            pad = width - len(ids)
+            batch["input_ids"].append(ids + [self.pad_token_id] * pad)
+            batch["attention_mask"].append([1] * len(ids) + [0] * pad)
+            batch["labels"].append(labels + [-100] * pad)
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Trainer: one with a schedule that may be longer than the run
+# ----------------------------------------------------------------------------------------------
+
+
+class PretrainTrainer(Trainer):
+    """A Trainer whose LR schedule spans `schedule_total_steps`, which may exceed `max_steps`:
+    a run stopped halfway, or continued from a checkpoint, keeps the schedule of the whole run."""
+
+    def __init__(self, *args, schedule_total_steps: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schedule_total_steps = schedule_total_steps or self.args.max_steps
+        self.add_callback(ScheduleRecorderCallback(self.schedule_total_steps))
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        return super().create_scheduler(max(self.schedule_total_steps, num_training_steps), optimizer)
+
+
+def read_checkpoint_schedule(checkpoint: Path) -> tuple[int, int]:
+    """(global step, schedule length) of a checkpoint."""
+    state_file = checkpoint / "trainer_state.json"
+    if not state_file.is_file():
+        raise PretrainError(
+            f"{checkpoint} is not a Trainer checkpoint (no trainer_state.json); "
+            "continue_from needs a checkpoint-<step> folder with its optimizer state"
+        )
+    state = json.loads(state_file.read_text())
+    schedule_file = checkpoint / "schedule.json"
+    total = json.loads(schedule_file.read_text())["schedule_total_steps"] if schedule_file.is_file() else None
+    return state["global_step"], total or state["max_steps"]
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunStart:
+    """Where a run starts: fresh, resumed from its own checkpoint, or continued from another's."""
+
+    resume_from: str | None
+    start_step: int
+    schedule_total_steps: int
+    weights_from: str | None
+
+
+def plan_start(model_args, pretrain_args, training_args) -> RunStart:
+    """Decide where training starts, and adjust max_steps for continued runs. Raises on missing
+    checkpoints before anything is built."""
+    if pretrain_args.continue_from:
+        checkpoint = Path(pretrain_args.continue_from)
+        if not checkpoint.is_dir():
+            raise PretrainError(f"continue_from checkpoint not found: {checkpoint}")
+        step, total = read_checkpoint_schedule(checkpoint)
+        # max_steps counts the NEW steps; the Trainer counts from the checkpoint's step
+        training_args.max_steps = step + training_args.max_steps
+        training_args.ignore_data_skip = True  # new data: start it at its first block
+        own = last_checkpoint(training_args.output_dir) if pretrain_args.auto_resume else None
+        return RunStart(own or str(checkpoint), step, max(total, training_args.max_steps), str(checkpoint))
+    if training_args.resume_from_checkpoint:
+        checkpoint = Path(training_args.resume_from_checkpoint)
+        if not checkpoint.is_dir():
+            raise PretrainError(f"resume_from_checkpoint not found: {checkpoint}")
+        resume = str(checkpoint)
+    else:
+        resume = last_checkpoint(training_args.output_dir) if pretrain_args.auto_resume else None
+    total = pretrain_args.schedule_total_steps or training_args.max_steps
+    step = read_checkpoint_schedule(Path(resume))[0] if resume else 0
+    return RunStart(resume, step, total, model_args.model_name_or_path)
+
+
+def load_model_and_tokenizer(model_args, start: RunStart, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    from .modeling import build_model, build_model_config
+    from .tokenizer import load_tokenizer
+
+    if not Path(model_args.tokenizer_name_or_path).exists() and model_args.tokenizer_name_or_path.startswith(
+        ("outputs/", ".", "/")
+    ):
+        raise PretrainError(
+            f"tokenizer not found at {model_args.tokenizer_name_or_path}: run scripts/build_corpus.py"
+        )
+    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path)
+    kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if start.weights_from:
+        model = AutoModelForCausalLM.from_pretrained(start.weights_from, **kwargs)
+        if model.config.vocab_size < len(tokenizer):
+            raise PretrainError(
+                f"{start.weights_from} has a vocabulary of {model.config.vocab_size}, the tokenizer {len(tokenizer)}"
+            )
+    else:
+        config = build_model_config(model_args.model_preset, tokenizer, model_args.model_overrides)
+        if model_args.attn_implementation:
+            config._attn_implementation = model_args.attn_implementation
+        model = build_model(config, seed)
+    return model, tokenizer
+
+
+def build_trainer(model_args, pretrain_args, training_args, start: RunStart, extra_callbacks=()):
+    """Data, model and Trainer for a run; every input is checked before the Trainer exists."""
+    blocks = load_blocks(pretrain_args.blocks, pretrain_args.blocks_split)
+    eval_datasets = load_eval_datasets(
+        pretrain_args.validation_sets, pretrain_args.eval_tasks, pretrain_args.eval_part
+    )
+    callbacks = get_callbacks(pretrain_args.callbacks) + list(extra_callbacks)
+    model, tokenizer = load_model_and_tokenizer(model_args, start, training_args.seed)
+    check_blocks(blocks, model.config, pretrain_args.blocks)
+    if eval_datasets:
+        longest = max(max(len(ids) for ids in ds["input_ids"]) for ds in eval_datasets.values())
+        if longest > model.config.max_position_embeddings:
+            raise PretrainError(
+                f"validation sets hold {longest}-token problems; the model's context is "
+                f"{model.config.max_position_embeddings} (tokenize them with this seq_len)"
+            )
+    training_args.remove_unused_columns = True  # block_id, doc_ids and task_id stay out of forward()
+    # no metric reads logits, and gathering them (vocab x tokens per problem) made eval 10x slower
+    training_args.prediction_loss_only = True
+    return PretrainTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks,
+        eval_dataset=eval_datasets or None,
+        data_collator=CausalLMCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        schedule_total_steps=start.schedule_total_steps,
+    )
+
+
+def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()) -> dict:
+    """The whole stage: plan the start, build, train, save the final model, state and card.
+    Returns the final metrics (train and each task's eval loss)."""
+    from .utils import set_seed
+
+    set_seed(training_args.seed)
+    start = plan_start(model_args, pretrain_args, training_args)
+    trainer = build_trainer(model_args, pretrain_args, training_args, start, extra_callbacks)
+    logger.info(
+        "training %s parameters on %d process(es) from step %d to %d (schedule of %d steps)%s",
+        f"{sum(p.numel() for p in trainer.model.parameters()):,}",
+        training_args.world_size,
+        start.start_step,
+        training_args.max_steps,
+        start.schedule_total_steps,
+        f", resuming {start.resume_from}" if start.resume_from else "",
+    )
+    result = trainer.train(resume_from_checkpoint=start.resume_from)
+    metrics = dict(result.metrics)
+    if trainer.eval_dataset is not None:
+        metrics.update(final_eval_metrics(trainer))
+    trainer.save_model()
+    trainer.save_state()
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    if trainer.is_world_process_zero():
+        from .analysis import plot_training_curves
+        from .modeling import ASSUMED_PRESETS
+
+        plot_training_curves(
+            trainer.state.log_history, Path(training_args.output_dir) / "plots" / "training_curves.png"
+        )
+
+        write_model_card(
+            training_args.output_dir,
+            model_args,
+            pretrain_args,
+            training_args,
+            start,
+            metrics,
+            ASSUMED_PRESETS,
+        )
+    return metrics
+
+
+def final_eval_metrics(trainer) -> dict:
+    """Each task's eval metrics at the last step: taken from the log when the run just evaluated
+    there (an eval of every task costs seconds even at tiny scale), else evaluated now."""
+    step = trainer.state.global_step
+    logged = {k: v for log in trainer.state.log_history if log.get("step") == step for k, v in log.items()}
+    wanted = [f"eval_{name}_loss" for name in trainer.eval_dataset]
+    if all(key in logged for key in wanted):
+        return {k: v for k, v in logged.items() if k.startswith("eval_")}
+    return trainer.evaluate()
+
+
+def write_model_card(output_dir, model_args, pretrain_args, training_args, start, metrics, assumed) -> None:
+    """A short README.md beside the final model: what it is, what it saw, what is assumed."""
+    from .modeling import count_parameters
+
+    config = json.loads((Path(output_dir) / "config.json").read_text())
+    from transformers import AutoConfig
+
+    n_params = count_parameters(AutoConfig.from_pretrained(output_dir))
+    losses = {k: round(v, 4) for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")}
+    notes = (
+        [assumed[model_args.model_preset]]
+        if model_args.model_preset in assumed and not start.weights_from
+        else []
+    )
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [codesift, code, llama, pretraining]",
+        "---",
+        f"# {Path(output_dir).name}",
+        "",
+        f"A Llama-style code model ({n_params:,} parameters, {config['num_hidden_layers']} layers, hidden "
+        f"{config['hidden_size']}, context {config['max_position_embeddings']}, vocabulary {config['vocab_size']}) "
+        f"trained with codesift stage 02 (`scripts/pretrain.py`).",
+        "",
+        f"- Start: {'continued from ' + start.weights_from if pretrain_args.continue_from else (start.weights_from or 'fresh init, preset ' + model_args.model_preset)}",
+        f"- Data: blocks from `{pretrain_args.blocks}` (split {pretrain_args.blocks_split})",
+        f"- Steps: {start.start_step} to {training_args.max_steps} of a {start.schedule_total_steps}-step "
+        f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)} schedule; lr {training_args.learning_rate}, batch "
+        f"{training_args.per_device_train_batch_size} x {training_args.gradient_accumulation_steps} per device",
+        f"- Final validation losses (completion tokens only): {losses or 'not evaluated'}",
+        *(f"- Assumed: {note}" for note in notes),
+    ]
+    (Path(output_dir) / "README.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,259 @@
+"""Stage 02 on a micro model (hidden 32, 2 layers): training, checkpoints, resume, continuation."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
+
+from codesift.configs import ModelArguments, PretrainArguments, parse_args
+from codesift.modeling import MODEL_PRESETS, build_model_config, count_parameters
+from codesift.training import PretrainError, run_pretraining
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
+
+
+def micro_cli(corpus: Path, output_dir: Path, *extra) -> list[str]:
+    return [
+        "--config",
+        str(ROOT / "recipes/tiny/pretrain.yaml"),
+        "--tokenizer_name_or_path",
+        str(corpus / "tokenizer"),
+        "--blocks",
+        str(corpus / "blocks"),
+        "--validation_sets",
+        str(corpus / "validation_tokenized"),
+        "--eval_tasks",
+        "humaneval",
+        "--eval_part",
+        "report",
+        "--output_dir",
+        str(output_dir),
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "16",
+        "--learning_rate",
+        "1e-2",
+        "--warmup_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--eval_steps",
+        "1000",
+        "--disable_tqdm",
+        "true",
+        *map(str, extra),
+    ]
+
+
+def micro_args(corpus, output_dir, *extra, **model_overrides):
+    model_args, pretrain_args, training_args = parse_args(
+        ModelArguments, PretrainArguments, TrainingArguments, args=micro_cli(corpus, output_dir, *extra)
+    )
+    model_args = dataclasses.replace(model_args, model_overrides={**MICRO, **model_overrides})
+    return model_args, pretrain_args, training_args
+
+
+def train(corpus, output_dir, *extra, callbacks=(), **model_overrides):
+    return run_pretraining(
+        *micro_args(corpus, output_dir, *extra, **model_overrides), extra_callbacks=callbacks
+    )
+
+
+def weights(folder):
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    return {name: p.detach().clone() for name, p in model.state_dict().items()}
+
+
+def test_a_few_steps_train_save_and_load(micro_corpus, tmp_path):
+    out = tmp_path / "run"
+    metrics = train(micro_corpus, out, "--max_steps", 12, "--save_steps", 6)
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [log["loss"] for log in history if "loss" in log]
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
+    for name in (
+        "model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "schedule.json",
+    ):
+        assert (out / "checkpoint-6" / name).is_file(), name
+    assert "eval_humaneval_loss" in metrics and metrics["eval_humaneval_loss"] < 6.0  # ln(400) = 6.0
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert model.config.hidden_size == 32 and model.config.vocab_size == 400
+    assert (out / "README.md").read_text().count("eval_humaneval_loss") == 1
+    assert (out / "log_history.jsonl").is_file()  # the recipe's log_history callback
+
+
+def test_resume_reproduces_the_uninterrupted_run(micro_corpus, tmp_path):
+    train(micro_corpus, tmp_path / "straight", "--max_steps", 6, "--save_steps", 100)
+    # the same 6-step schedule, stopped after 3 steps, then resumed from its checkpoint
+    train(micro_corpus, tmp_path / "split", "--max_steps", 3, "--schedule_total_steps", 6, "--save_steps", 3)
+    train(micro_corpus, tmp_path / "split", "--max_steps", 6, "--save_steps", 100)
+    straight, split = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    for name in straight:
+        assert torch.equal(straight[name], split[name]), name  # bit-identical on CPU
+
+
+class MomentProbe(TrainerCallback):
+    """Records the AdamW moments and the lr the first new step starts from."""
+
+    def __init__(self):
+        self.seen = None
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if self.seen is None:
+            first = optimizer.param_groups[0]["params"][0]
+            moments = optimizer.state[first]
+            self.seen = {
+                "step": state.global_step,
+                "exp_avg": moments["exp_avg"].clone(),
+                "exp_avg_sq": moments["exp_avg_sq"].clone(),
+                "lr": lr_scheduler.get_last_lr()[0],
+            }
+
+
+def test_continued_pretraining_restores_moments_and_schedule(micro_corpus, tmp_path):
+    train(micro_corpus, tmp_path / "base", "--max_steps", 4, "--schedule_total_steps", 10, "--save_steps", 4)
+    checkpoint = tmp_path / "base" / "checkpoint-4"
+    probe = MomentProbe()
+    train(
+        micro_corpus,
+        tmp_path / "continued",
+        "--continue_from",
+        checkpoint,
+        "--blocks_split",
+        "candidates",
+        "--max_steps",
+        3,
+        "--save_steps",
+        100,
+        callbacks=[probe],
+    )
+    saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)["state"][0]
+    assert probe.seen["step"] == 4
+    assert torch.equal(probe.seen["exp_avg"], saved["exp_avg"])
+    assert torch.equal(probe.seen["exp_avg_sq"], saved["exp_avg_sq"])
+    saved_scheduler = torch.load(checkpoint / "scheduler.pt", weights_only=True)
+    assert probe.seen["lr"] == pytest.approx(
+        saved_scheduler["_last_lr"][0]
+    )  # the schedule goes on from step 4
+    state = json.loads((tmp_path / "continued" / "trainer_state.json").read_text())
+    assert state["global_step"] == 7
+    assert "continued from" in (tmp_path / "continued" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_and_save(micro_corpus, tmp_path):
+    """DDP over gloo: two processes on this CPU, launched as a cluster user would (torchrun)."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # model_overrides (a dict) has no CLI form: the tiny preset, whose 256 context holds 64-token blocks
+    overrides = ["--max_steps", 3, "--save_steps", 3]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(ROOT / "scripts/pretrain.py"),
+        *micro_cli(micro_corpus, out, *overrides),
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and (out / "checkpoint-3" / "optimizer.pt").is_file()
+    assert "on 2 process(es)" in done.stderr
+
+
+class OptimizerProbe(TrainerCallback):
+    def __init__(self):
+        self.names = []
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
+        self.names.append(f"{type(inner).__module__}.{type(inner).__name__}")
+
+
+def test_adamw_8bit_runs_two_steps_on_cpu(micro_corpus, tmp_path):
+    probe = OptimizerProbe()
+    metrics = train(
+        micro_corpus,
+        tmp_path / "bnb",
+        "--max_steps",
+        2,
+        "--optim",
+        "adamw_bnb_8bit",
+        "--save_steps",
+        2,
+        callbacks=[probe],
+    )
+    assert len(probe.names) == 2 and all(name.startswith("bitsandbytes.") for name in probe.names), (
+        probe.names
+    )
+    state = torch.load(tmp_path / "bnb" / "checkpoint-2" / "optimizer.pt", weights_only=False)["state"]
+    assert all("__bnb_optimizer_quant_state__" in s for s in state.values())
+    assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+
+
+def test_1b_preset_size_counted_on_meta_device():
+    class Vocab:
+        bos_token_id, eos_token_id, pad_token_id = 0, 1, 2
+
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+    n_1b = count_parameters(build_model_config("codellm-1b", Vocab(49152)))
+    assert 1.0e9 <= n_1b <= 1.2e9, n_1b
+    n_tiny = count_parameters(build_model_config("tiny", Vocab(8192)))
+    assert 2.5e6 < n_tiny < 3.5e6
+    assert MODEL_PRESETS["codellm-1b"]["max_position_embeddings"] == 2048
+
+
+def test_blocks_longer_than_the_context_fail_before_training(micro_corpus, tmp_path):
+    with pytest.raises(PretrainError, match="blocks of 64 tokens but the model's context is 32"):
+        train(micro_corpus, tmp_path / "x", "--max_steps", 1, max_position_embeddings=32)
+    assert not (tmp_path / "x").exists()
+
+
+def test_blocks_from_another_tokenizer_fail_before_training(micro_corpus, tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_dict({"input_ids": [[5, 9000] + [1] * 62] * 4}).save_to_disk(str(tmp_path / "foreign"))
+    with pytest.raises(PretrainError, match="token id 9000 but the model's vocabulary has 400"):
+        train(micro_corpus, tmp_path / "x", "--max_steps", 1, "--blocks", tmp_path / "foreign")
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_inputs_fail_clearly(micro_corpus, tmp_path):
+    with pytest.raises(PretrainError, match="continue_from checkpoint not found"):
+        train(micro_corpus, tmp_path / "x", "--continue_from", tmp_path / "checkpoint-9")
+    with pytest.raises(PretrainError, match="not a Trainer checkpoint"):
+        train(micro_corpus, tmp_path / "x", "--continue_from", micro_corpus)
+    with pytest.raises(PretrainError, match="run scripts/build_corpus.py first"):
+        train(micro_corpus, tmp_path / "x", "--blocks", tmp_path / "no_blocks")
+    with pytest.raises(ValueError, match="--max_stepz"):
+        micro_args(micro_corpus, tmp_path / "x", "--max_stepz", 3)
+    with pytest.raises(ValueError, match="model_overrides has keys LlamaConfig does not know"):
+        train(micro_corpus, tmp_path / "x", "--max_steps", 1, hidden_sizes=3)
