@@ -257,3 +257,25 @@ def test_missing_inputs_fail_clearly(micro_corpus, tmp_path):
         micro_args(micro_corpus, tmp_path / "x", "--max_stepz", 3)
     with pytest.raises(ValueError, match="model_overrides has keys LlamaConfig does not know"):
         train(micro_corpus, tmp_path / "x", "--max_steps", 1, hidden_sizes=3)
+
+
+def test_streamed_blocks_from_a_parquet_folder_train(micro_corpus, tmp_path):
+    from datasets import load_from_disk
+
+    folder = tmp_path / "parquet_blocks"
+    folder.mkdir()
+    load_from_disk(str(micro_corpus / "blocks"))["train"].to_parquet(str(folder / "train-00000.parquet"))
+    metrics = train(
+        micro_corpus,
+        tmp_path / "stream",
+        "--max_steps",
+        3,
+        "--save_steps",
+        3,
+        "--blocks",
+        folder,
+        "--blocks_streaming",
+        "true",
+    )
+    assert json.loads((tmp_path / "stream" / "trainer_state.json").read_text())["global_step"] == 3
+    assert torch.isfinite(torch.tensor(metrics["train_loss"]))

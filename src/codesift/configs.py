@@ -136,6 +136,10 @@ class PretrainArguments:
         metadata={"help": "Packed blocks: a saved Dataset/DatasetDict folder, a parquet folder or a Hub id."},
     )
     blocks_split: str = "train"
+    blocks_streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the blocks (a parquet folder or Hub id) instead of loading them."},
+    )
     validation_sets: str | None = field(
         default="outputs/tiny/corpus/validation_tokenized",
         metadata={

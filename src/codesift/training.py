@@ -30,8 +30,9 @@ class PretrainError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 
-def load_blocks(name_or_path: str, split: str = "train"):
-    """Blocks from a `save_to_disk` folder (Dataset or DatasetDict), a parquet folder or a Hub id."""
+def load_blocks(name_or_path: str, split: str = "train", streaming: bool = False):
+    """Blocks from a `save_to_disk` folder (Dataset or DatasetDict), a parquet folder or a Hub id;
+    the last two can be streamed (an IterableDataset, for corpora larger than the disk)."""
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(name_or_path)
@@ -43,18 +44,24 @@ def load_blocks(name_or_path: str, split: str = "train"):
             blocks = blocks[split]
         return blocks
     if path.is_dir():
-        return load_dataset(str(path), split=split)
+        return load_dataset(str(path), split=split, streaming=streaming)
     if name_or_path.startswith((".", "/", "~")) or "outputs/" in name_or_path:
         raise PretrainError(f"blocks not found at {name_or_path}: run scripts/build_corpus.py first")
-    return load_dataset(name_or_path, split=split)
+    return load_dataset(name_or_path, split=split, streaming=streaming)
 
 
 def check_blocks(blocks, config, source: str, sample: int = 2000) -> int:
     """Blocks must have one length that fits the model's context, and ids inside its vocabulary.
     Returns the block length."""
-    if "input_ids" not in blocks.column_names:
+    from datasets import IterableDataset
+
+    if isinstance(blocks, IterableDataset):
+        head = [row["input_ids"] for row in blocks.take(sample)]
+    elif "input_ids" in blocks.column_names:
+        head = blocks.select(range(min(sample, len(blocks))))["input_ids"]
+    if not blocks.column_names or "input_ids" not in blocks.column_names:
         raise PretrainError(f"{source}: no input_ids column; columns: {blocks.column_names}")
-    head = blocks.select(range(min(sample, len(blocks)))).with_format("numpy")["input_ids"]
+    head = [torch.as_tensor(ids) for ids in head]
     lengths = {len(ids) for ids in head}
     if len(lengths) != 1:
         raise PretrainError(
@@ -221,7 +228,7 @@ def load_model_and_tokenizer(model_args, start: RunStart, seed: int):
 
 def build_trainer(model_args, pretrain_args, training_args, start: RunStart, extra_callbacks=()):
     """Data, model and Trainer for a run; every input is checked before the Trainer exists."""
-    blocks = load_blocks(pretrain_args.blocks, pretrain_args.blocks_split)
+    blocks = load_blocks(pretrain_args.blocks, pretrain_args.blocks_split, pretrain_args.blocks_streaming)
     eval_datasets = load_eval_datasets(
         pretrain_args.validation_sets, pretrain_args.eval_tasks, pretrain_args.eval_part
     )
