@@ -24,7 +24,10 @@ demo: install
 	$(PY) scripts/build_validation_sets.py --config recipes/$(RECIPE)/validation_sets.yaml
 	$(PY) scripts/build_corpus.py --config recipes/$(RECIPE)/corpus.yaml
 	$(PY) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain.yaml --auto_resume false
-	@echo "demo finished: results and plots under outputs/$(RECIPE)/"
+	rm -rf outputs/$(RECIPE)/influence  # scores of the previous run's checkpoints would be stale
+	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence.yaml
+	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_exact.yaml
+	@echo "demo finished: results and plots under outputs/$(RECIPE)/ (influence scores: outputs/$(RECIPE)/influence/step-<k>/<method>, plots in outputs/$(RECIPE)/influence/plots/)"
 
 test: install
 	$(PY) -m pytest tests

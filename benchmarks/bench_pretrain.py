@@ -20,26 +20,12 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback, TrainingArguments, get_cosine_schedule_with_warmup
 
-from codesift.modeling import MODEL_PRESETS, build_model
+from codesift.modeling import MODEL_PRESETS, VocabSpec, build_model, build_model_config
 from codesift.training import CausalLMCollator, PretrainTrainer
 
 
-class FakeVocab:
-    """Just what `build_model_config` reads from a tokenizer."""
-
-    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
-
-    def __init__(self, size):
-        self.size = size
-
-    def __len__(self):
-        return self.size
-
-
 def make_model(preset: str, vocab: int, seed: int):
-    from codesift.modeling import build_model_config
-
-    config = build_model_config(preset, FakeVocab(vocab))
+    config = build_model_config(preset, VocabSpec(vocab))
     return build_model(config, seed)
 
 

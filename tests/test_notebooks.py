@@ -12,7 +12,17 @@ PARAMETERS = {
     "01_build_validation_sets": {"corpus_overrides": {"max_documents": 300, "num_candidates": 500}},
     "02_pretrain": {
         "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
-        "train_overrides": {"max_steps": 30, "eval_steps": 15, "save_steps": 15, "logging_steps": 5},
+        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
+    },
+    "03_compute_influence": {
+        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
+        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
+        "influence_overrides": {
+            "checkpoint": ["pretrain/checkpoint-10", "pretrain/checkpoint-20"],
+            "max_candidates": 40,
+            "shard_size": 20,
+        },
+        "exact_overrides": {"checkpoint": ["pretrain/checkpoint-10"], "max_candidates": 15},
     },
 }
 
@@ -29,6 +39,12 @@ def test_notebook_runs(notebook, outputs, tmp_path, shared_data):
     import papermill
 
     parameters = {"output_root": str(outputs), **PARAMETERS.get(notebook.stem, {})}
+    for key in ("influence_overrides", "exact_overrides"):  # checkpoints live under the output root
+        if "checkpoint" in parameters.get(key, {}):
+            parameters[key] = {
+                **parameters[key],
+                "checkpoint": [f"{outputs}/{c}" for c in parameters[key]["checkpoint"]],
+            }
     before = set(outputs.rglob("*.png"))
     papermill.execute_notebook(
         str(notebook),

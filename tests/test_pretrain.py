@@ -1,77 +1,17 @@
 """Stage 02 on a micro model (hidden 32, 2 layers): training, checkpoints, resume, continuation."""
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
+from helpers import ROOT, micro_args, micro_cli, train
+from transformers import AutoModelForCausalLM, TrainerCallback
 
-from codesift.configs import ModelArguments, PretrainArguments, parse_args
-from codesift.modeling import MODEL_PRESETS, build_model_config, count_parameters
-from codesift.training import PretrainError, run_pretraining
-
-ROOT = Path(__file__).resolve().parents[1]
-MICRO = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "intermediate_size": 64,
-    "max_position_embeddings": 64,
-}
-
-
-def micro_cli(corpus: Path, output_dir: Path, *extra) -> list[str]:
-    return [
-        "--config",
-        str(ROOT / "recipes/tiny/pretrain.yaml"),
-        "--tokenizer_name_or_path",
-        str(corpus / "tokenizer"),
-        "--blocks",
-        str(corpus / "blocks"),
-        "--validation_sets",
-        str(corpus / "validation_tokenized"),
-        "--eval_tasks",
-        "humaneval",
-        "--eval_part",
-        "report",
-        "--output_dir",
-        str(output_dir),
-        "--per_device_train_batch_size",
-        "4",
-        "--per_device_eval_batch_size",
-        "16",
-        "--learning_rate",
-        "1e-2",
-        "--warmup_steps",
-        "1",
-        "--logging_steps",
-        "1",
-        "--eval_steps",
-        "1000",
-        "--disable_tqdm",
-        "true",
-        *map(str, extra),
-    ]
-
-
-def micro_args(corpus, output_dir, *extra, **model_overrides):
-    model_args, pretrain_args, training_args = parse_args(
-        ModelArguments, PretrainArguments, TrainingArguments, args=micro_cli(corpus, output_dir, *extra)
-    )
-    model_args = dataclasses.replace(model_args, model_overrides={**MICRO, **model_overrides})
-    return model_args, pretrain_args, training_args
-
-
-def train(corpus, output_dir, *extra, callbacks=(), **model_overrides):
-    return run_pretraining(
-        *micro_args(corpus, output_dir, *extra, **model_overrides), extra_callbacks=callbacks
-    )
+from codesift.modeling import MODEL_PRESETS, VocabSpec, build_model_config, count_parameters
+from codesift.training import PretrainError
 
 
 def weights(folder):
@@ -215,18 +155,9 @@ def test_adamw_8bit_runs_two_steps_on_cpu(micro_corpus, tmp_path):
 
 
 def test_1b_preset_size_counted_on_meta_device():
-    class Vocab:
-        bos_token_id, eos_token_id, pad_token_id = 0, 1, 2
-
-        def __init__(self, n):
-            self.n = n
-
-        def __len__(self):
-            return self.n
-
-    n_1b = count_parameters(build_model_config("codellm-1b", Vocab(49152)))
+    n_1b = count_parameters(build_model_config("codellm-1b", VocabSpec(49152)))
     assert 1.0e9 <= n_1b <= 1.2e9, n_1b
-    n_tiny = count_parameters(build_model_config("tiny", Vocab(8192)))
+    n_tiny = count_parameters(build_model_config("tiny", VocabSpec(8192)))
     assert 2.5e6 < n_tiny < 3.5e6
     assert MODEL_PRESETS["codellm-1b"]["max_position_embeddings"] == 2048
 

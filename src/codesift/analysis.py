@@ -128,3 +128,56 @@ def plot_training_curves(log_history: list[dict], path=None):
     if tasks:
         axes[1].legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_score_distributions(scores, title: str = "", path=None):
+    """Histogram of each task's influence scores (loss before - after one step; > 0 helps)."""
+    tasks = [c.removeprefix("influence_") for c in scores.column_names if c.startswith("influence_")]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for task in tasks:
+        ax.hist(scores[f"influence_{task}"], bins=40, histtype="step", label=task)
+    ax.axvline(0, color="k", linewidth=0.8)
+    ax.set(
+        title=title or "influence scores",
+        xlabel="validation loss before - after one step",
+        ylabel="candidates",
+    )
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_correlation_heatmap(matrix, labels, title: str, path=None):
+    """Spearman correlations as a heatmap with the values written in."""
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.0 * len(labels) + 1.5))
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label="Spearman")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_fast_vs_exact(exact_values, fast_values, task: str, method: str, rho: float, path=None):
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(exact_values, fast_values, s=10)
+    ax.set(
+        title=f"{task}: {method} vs exact (Spearman {rho:.3f})",
+        xlabel="exact score",
+        ylabel=f"{method} estimate",
+    )
+    return _save(fig, path)
+
+
+def plot_feature_effects(features, score_column: str, path=None):
+    """How the score varies with a block's comment share and the package it comes from."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    axes[0].scatter(features["comment_share"], features[score_column], s=8)
+    axes[0].set(title="comments and docstrings", xlabel="share of characters", ylabel=score_column)
+    by_package = features.groupby("package")[score_column].agg(["mean", "count"])
+    by_package = by_package[by_package["count"] >= 5].sort_values("mean").tail(15)
+    axes[1].barh(by_package.index, by_package["mean"])
+    axes[1].set(title="mean score by package (>= 5 blocks)", xlabel=score_column)
+    return _save(fig, path)

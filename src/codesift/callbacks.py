@@ -41,11 +41,27 @@ class ScheduleRecorderCallback(TrainerCallback):
             )
 
 
-CALLBACKS: dict[str, type[TrainerCallback]] = {"log_history": LogHistoryCallback}
+# name -> class, or "module:Class" for callbacks of later stages (imported only when chosen, so
+# that this module never imports the stages built on top of it)
+CALLBACKS: dict[str, type[TrainerCallback] | str] = {
+    "log_history": LogHistoryCallback,
+    "influence": "codesift.influence.callback:InfluenceCallback",
+}
 
 
-def get_callbacks(names: list[str]) -> list[TrainerCallback]:
-    unknown = [name for name in names if name not in CALLBACKS]
+def get_callbacks(names: list[str], kwargs: dict | None = None) -> list[TrainerCallback]:
+    """Callbacks by name, each built with its entry of `kwargs` (the recipe's `callback_kwargs`)."""
+    import importlib
+
+    kwargs = dict(kwargs or {})
+    unknown = [name for name in [*names, *kwargs] if name not in CALLBACKS]
     if unknown:
         raise ValueError(f"unknown callback(s) {unknown}; known: {', '.join(CALLBACKS)}")
-    return [CALLBACKS[name]() for name in names]
+    callbacks = []
+    for name in names:
+        target = CALLBACKS[name]
+        if isinstance(target, str):
+            module, cls = target.split(":")
+            target = getattr(importlib.import_module(module), cls)
+        callbacks.append(target(**kwargs.get(name, {})))
+    return callbacks

@@ -167,6 +167,37 @@ class PretrainArguments:
     callbacks: list[str] = field(
         default_factory=list, metadata={"help": "Names from codesift.callbacks.CALLBACKS."}
     )
+    callback_kwargs: dict = field(
+        default_factory=dict, metadata={"help": "Arguments per callback, e.g. {influence: {steps: [300]}}."}
+    )
+
+
+@dataclass
+class InfluenceArguments:
+    """Stage 03: score candidate blocks by one optimizer step each, against every task."""
+
+    checkpoint: list[str] = field(
+        default_factory=list, metadata={"help": "Trainer checkpoint folder(s) (model + optimizer + state)."}
+    )
+    candidates: str = "outputs/tiny/corpus/blocks"
+    candidates_split: str = "candidates"
+    max_candidates: int | None = field(default=None, metadata={"help": "Score only the first N candidates."})
+    validation_sets: str = "outputs/tiny/corpus/validation_tokenized"
+    tasks: list[str] = field(default_factory=list, metadata={"help": "Tasks to score against; empty = all."})
+    part: str | None = field(
+        default="select", metadata={"help": "select (default), report, or null (whole task)."}
+    )
+    methods: list[str] = field(
+        default_factory=lambda: ["exact"],
+        metadata={"help": "exact, grad_dot, adam_precond, adam_precond_clipped, adam_update."},
+    )
+    max_grad_norm: float | None = field(
+        default=None, metadata={"help": "Gradient clipping of the probe step; null = the checkpoint run's."}
+    )
+    eval_batch_size: int = 32
+    shard_size: int = 100
+    seed: int = 42
+    output_dir: str = "outputs/tiny/influence"
 
 
 def parse_args(*dataclass_types, args: list[str] | None = None):
@@ -211,6 +242,8 @@ def stage_arguments(stage: str) -> tuple:
         "validation_sets": (ValidationSetsArguments,),
         "corpus": (CorpusArguments,),
         "pretrain": (ModelArguments, PretrainArguments, TrainingArguments),
+        "influence": (InfluenceArguments,),
+        "influence_exact": (InfluenceArguments,),
     }
     if stage not in stages:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")
@@ -227,11 +260,19 @@ def load_stage_config(stage: str, recipe: str = "tiny", output_root: str | None 
     configs = load_configs(stage_arguments(stage), f"recipes/{recipe}/{stage}.yaml")
     if output_root is not None:
         prefix = f"outputs/{recipe}"
+
+        def move(value):
+            if isinstance(value, str) and value.startswith(prefix):
+                return output_root + value[len(prefix) :]
+            if isinstance(value, list):
+                return [move(item) for item in value]
+            return value
+
         moved = [
             {
-                name: output_root + value[len(prefix) :]
-                for name, value in ((f.name, getattr(c, f.name)) for f in dataclasses.fields(c) if f.init)
-                if isinstance(value, str) and value.startswith(prefix)
+                f.name: move(getattr(c, f.name))
+                for f in dataclasses.fields(c)
+                if f.init and isinstance(getattr(c, f.name), str | list)
             }
             for c in configs
         ]

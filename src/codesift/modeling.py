@@ -10,6 +10,8 @@ Presets:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 MODEL_PRESETS: dict[str, dict] = {
     "tiny": {
         "hidden_size": 128,
@@ -31,6 +33,19 @@ MODEL_PRESETS: dict[str, dict] = {
 ASSUMED_PRESETS = {
     "codellm-1b": "shape assumed, following TinyLlama-1.1B; the paper's is not available to us"
 }
+
+
+@dataclass
+class VocabSpec:
+    """What `build_model_config` reads from a tokenizer: enough to size a model without one."""
+
+    size: int
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 0
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def build_model_config(preset: str, tokenizer, overrides: dict | None = None):

@@ -16,3 +16,12 @@ def ensure_stage_01(output_root: str, recipe: str = "tiny", **corpus_overrides) 
         run_validation_sets_stage(load_stage_config("validation_sets", recipe, output_root))
     if not (Path(output_root) / "corpus" / "manifest.json").is_file():
         run_corpus_stage(load_stage_config("corpus", recipe, output_root, **corpus_overrides))
+
+
+def ensure_stage_02(output_root: str, recipe: str = "tiny", corpus_overrides=None, **train_overrides) -> None:
+    """Stages 01 and 02 under `output_root` unless a pretraining run with checkpoints is there."""
+    from .training import run_pretraining
+
+    ensure_stage_01(output_root, recipe, **(corpus_overrides or {}))
+    if not any((Path(output_root) / "pretrain").glob("checkpoint-*")):
+        run_pretraining(*load_stage_config("pretrain", recipe, output_root, **train_overrides))

@@ -232,7 +232,7 @@ def build_trainer(model_args, pretrain_args, training_args, start: RunStart, ext
     eval_datasets = load_eval_datasets(
         pretrain_args.validation_sets, pretrain_args.eval_tasks, pretrain_args.eval_part
     )
-    callbacks = get_callbacks(pretrain_args.callbacks) + list(extra_callbacks)
+    callbacks = get_callbacks(pretrain_args.callbacks, pretrain_args.callback_kwargs) + list(extra_callbacks)
     model, tokenizer = load_model_and_tokenizer(model_args, start, training_args.seed)
     check_blocks(blocks, model.config, pretrain_args.blocks)
     if eval_datasets:

@@ -1,0 +1,163 @@
+"""Influence scoring costs and fidelity on the tiny recipe, printed as ratios from one run.
+
+    .venv/bin/python benchmarks/bench_influence.py                       # after `make demo`
+    .venv/bin/python benchmarks/bench_influence.py --candidates 500 --checkpoints outputs/tiny/pretrain/checkpoint-300 \
+        outputs/tiny/pretrain/checkpoint-450
+
+Measures, on the same candidates at each checkpoint:
+1. the exact method: seconds per candidate / its floor (the probe's own training step plus one batched
+   validation forward, timed inside the same run; goal <= 1.2), and the share of time spent restoring
+   weights and optimizer state (goal <= 5%);
+2. a MATES-style loop as the reference point: model and optimizer reloaded from disk per candidate,
+   validation forward at batch 32 through the model's own loss (full logits);
+3. each fast method against the exact scores: Spearman per task (goal >= 0.95 for the cheapest,
+   >= 0.98 for the best), top-20% Jaccard, and the speed-up per candidate (goal >= 20x);
+4. InfluenceCallback with scoring switched off: training slowdown (goal <= 2%).
+Scores are kept in --output_dir, so a rerun reuses what it already scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from codesift.configs import InfluenceArguments
+from codesift.influence import (
+    FAST_METHODS,
+    ValidationBatches,
+    load_checkpoint_for_scoring,
+    make_scorer,
+    score_rows,
+)
+from codesift.influence.analysis import fidelity
+from codesift.influence.scoring import load_candidates
+from codesift.training import load_eval_datasets
+
+
+def exact_cost(checkpoint, task_sets, candidates, eval_batch_size):
+    model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint)
+    validation = ValidationBatches(task_sets, eval_batch_size, model.config.pad_token_id or 0)
+    scorer = make_scorer("exact", model, optimizer, validation, train_args.max_grad_norm)
+    start = time.perf_counter()
+    rows = score_rows(scorer, list(task_sets), candidates, step, "exact", desc=f"exact, step {step}")
+    total = time.perf_counter() - start
+    return step, rows, total / len(candidates), scorer.seconds
+
+
+def fast_cost(checkpoint, task_sets, candidates, eval_batch_size, method):
+    model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint)
+    validation = ValidationBatches(task_sets, eval_batch_size, model.config.pad_token_id or 0)
+    start = time.perf_counter()
+    scorer = make_scorer(method, model, optimizer, validation, train_args.max_grad_norm)
+    rows = score_rows(scorer, list(task_sets), candidates, step, method, desc=f"{method}, step {step}")
+    return rows, (time.perf_counter() - start) / len(candidates)
+
+
+def mates_style_cost(checkpoint, task_sets, candidates, n: int) -> float:
+    """Per candidate: reload model + optimizer from disk, one step, validation at batch 32 through
+    the model's own loss (the reference point, as MATES's probe runs)."""
+    from codesift.influence.exact import training_step
+    from codesift.training import CausalLMCollator
+
+    collate = CausalLMCollator(pad_token_id=0)
+    start = time.perf_counter()
+    for ids in candidates.select(range(n))["input_ids"]:
+        model, optimizer, train_args, _ = load_checkpoint_for_scoring(checkpoint)
+        training_step(model, optimizer, torch.tensor(ids), train_args.max_grad_norm)
+        model.eval()
+        with torch.no_grad():
+            for dataset in task_sets.values():
+                rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in dataset]
+                for i in range(0, len(rows), 32):
+                    model(**collate(rows[i : i + 32])).loss.item()
+    return (time.perf_counter() - start) / n
+
+
+def callback_overhead(corpus: Path, steps: int, repeats: int) -> float:
+    """Wall time of a tiny run with InfluenceCallback(enabled=False) over one without it."""
+    import tempfile
+
+    from codesift.configs import load_stage_config
+    from codesift.influence.callback import InfluenceCallback
+    from codesift.training import run_pretraining
+
+    times = {"without": [], "with": []}
+    for _ in range(repeats):
+        for label in ("without", "with"):
+            with tempfile.TemporaryDirectory() as out:
+                configs = load_stage_config(
+                    "pretrain",
+                    "tiny",
+                    max_steps=steps,
+                    output_dir=out,
+                    eval_strategy="no",
+                    save_strategy="no",
+                    disable_tqdm=True,
+                    logging_steps=1000,
+                    callbacks=[],
+                )
+                extra = [InfluenceCallback(steps=[10**9], enabled=False)] if label == "with" else []
+                start = time.perf_counter()
+                run_pretraining(*configs, extra_callbacks=extra)
+                times[label].append(time.perf_counter() - start)
+    return statistics.median(times["with"]) / statistics.median(times["without"])
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    defaults = InfluenceArguments()
+    parser.add_argument(
+        "--checkpoints",
+        nargs="+",
+        default=["outputs/tiny/pretrain/checkpoint-300", "outputs/tiny/pretrain/checkpoint-450"],
+    )
+    parser.add_argument("--candidates", type=int, default=500)
+    parser.add_argument("--tasks", nargs="+", default=["humaneval", "mbpp"])
+    parser.add_argument("--part", default="select")
+    parser.add_argument("--mates_candidates", type=int, default=10)
+    parser.add_argument("--callback_steps", type=int, default=40)
+    parser.add_argument("--eval_batch_size", type=int, default=defaults.eval_batch_size)
+    args = parser.parse_args()
+
+    candidates = load_candidates(defaults.candidates, defaults.candidates_split, args.candidates)
+    task_sets = load_eval_datasets(defaults.validation_sets, args.tasks, args.part)
+    print(
+        f"{len(candidates)} candidates, tasks {args.tasks} ({args.part} halves), threads {torch.get_num_threads()}"
+    )
+    from datasets import Dataset
+
+    for checkpoint in args.checkpoints:
+        step, exact_rows, exact_s, parts = exact_cost(checkpoint, task_sets, candidates, args.eval_batch_size)
+        floor = (parts["step"] + parts["validation"]) / len(candidates)
+        restore = parts["restore"] / (exact_s * len(candidates))
+        print(f"\n== step {step}")
+        print(
+            f"exact: {exact_s:.3f} s/candidate; floor (its step + one validation forward) {floor:.3f} s; "
+            f"ratio {exact_s / floor:.3f} (goal <= 1.2); restore share {restore:.2%} (goal <= 5%)"
+        )
+        mates_s = mates_style_cost(checkpoint, task_sets, candidates, args.mates_candidates)
+        print(
+            f"MATES-style loop (reload from disk, batch-32 full-logit validation): {mates_s:.3f} s/candidate; "
+            f"exact here is {mates_s / exact_s:.2f}x faster"
+        )
+        exact = Dataset.from_list(exact_rows)
+        for method in FAST_METHODS:
+            rows, fast_s = fast_cost(checkpoint, task_sets, candidates, args.eval_batch_size, method)
+            quality = fidelity(exact, Dataset.from_list(rows))
+            described = ", ".join(
+                f"{t}: Spearman {q['spearman']:.3f}, top-20% Jaccard {q['top20_jaccard']:.2f}"
+                for t, q in quality.items()
+            )
+            print(f"{method:22s} {fast_s:.3f} s/candidate, speed-up {exact_s / fast_s:5.1f}x; {described}")
+    ratio = callback_overhead(Path(defaults.candidates).parent, args.callback_steps, repeats=2)
+    print(f"\nInfluenceCallback, scoring off: training time ratio {ratio:.3f} (goal <= 1.02)")
+
+
+if __name__ == "__main__":
+    main()

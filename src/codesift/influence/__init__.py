@@ -1,0 +1,20 @@
+"""Stage 03: data-influence scores, exact (one real optimizer step per candidate) and fast."""
+
+from .exact import ExactScorer, TrainingStateSnapshot
+from .fast import FAST_METHODS, FirstOrderScorer
+from .scoring import METHODS, load_checkpoint_for_scoring, make_scorer, run_influence_stage, score_rows
+from .validation import InfluenceError, ValidationBatches
+
+__all__ = [
+    "ExactScorer",
+    "FAST_METHODS",
+    "FirstOrderScorer",
+    "InfluenceError",
+    "METHODS",
+    "TrainingStateSnapshot",
+    "ValidationBatches",
+    "load_checkpoint_for_scoring",
+    "make_scorer",
+    "run_influence_stage",
+    "score_rows",
+]

@@ -1,0 +1,121 @@
+"""`InfluenceCallback`: score the candidate pool at chosen steps of a running Trainer.
+
+It scores with the live model, optimizer and schedule position, then puts everything back: weights,
+optimizer state, lr, gradients and the RNG streams (the data order comes from the sampler's own
+generator, which it never touches), so the run goes on exactly as it would have without it.
+Under DDP the pool is split across ranks and the rows are gathered on the main process.
+
+In a recipe:
+    callbacks: [influence]
+    callback_kwargs:
+      influence: {steps: [300, 600], candidates: outputs/tiny/corpus/blocks, methods: [adam_update]}
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ..utils import atomic_directory, save_to_disk, write_json
+from .exact import TrainingStateSnapshot
+from .scoring import load_candidates, make_scorer, score_rows, scores_folder
+from .validation import InfluenceError, ValidationBatches
+
+
+class InfluenceCallback(TrainerCallback):
+    def __init__(
+        self,
+        candidates: str = "outputs/tiny/corpus/blocks",
+        candidates_split: str = "candidates",
+        validation_sets: str = "outputs/tiny/corpus/validation_tokenized",
+        steps: list[int] | None = None,
+        every: int | None = None,
+        tasks: list[str] | None = None,
+        part: str | None = "select",
+        methods: list[str] | None = None,
+        max_candidates: int | None = None,
+        eval_batch_size: int = 32,
+        output_dir: str | None = None,
+        enabled: bool = True,
+    ):
+        if not steps and not every:
+            raise InfluenceError("InfluenceCallback needs `steps` (a list) or `every` (an interval)")
+        self.candidates_path, self.candidates_split = candidates, candidates_split
+        self.validation_path, self.tasks, self.part = validation_sets, list(tasks or []), part
+        self.steps, self.every = set(steps or []), every
+        self.methods = list(methods or ["adam_update"])
+        self.max_candidates, self.eval_batch_size = max_candidates, eval_batch_size
+        self.output_dir, self.enabled = output_dir, enabled
+        self.candidates = self.task_sets = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from ..training import check_blocks, load_eval_datasets
+
+        # load and check everything before the first step, not halfway through the run
+        self.candidates = load_candidates(self.candidates_path, self.candidates_split, self.max_candidates)
+        self.task_sets = load_eval_datasets(self.validation_path, self.tasks, self.part)
+        check_blocks(self.candidates, model.config, self.candidates_path)
+        self.output_dir = self.output_dir or str(Path(args.output_dir) / "influence")
+
+    def due(self, step: int) -> bool:
+        return step in self.steps or bool(self.every and step % self.every == 0)
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if not self.enabled or not self.due(state.global_step):
+            return
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the optimizer
+        snapshot = TrainingStateSnapshot(model, inner)
+        was_training = model.training
+        try:
+            self.score(args, state, model, inner)
+        finally:
+            snapshot.restore()
+            model.train(was_training)
+
+    def score(self, args, state, model, optimizer) -> None:
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        device = next(model.parameters()).device
+        validation = ValidationBatches(
+            self.task_sets, self.eval_batch_size, model.config.pad_token_id or 0, device
+        )
+        mine = self.candidates.shard(num_shards=world, index=rank, contiguous=True)
+        for method in self.methods:
+            start = time.perf_counter()
+            scorer = make_scorer(method, model, optimizer, validation, args.max_grad_norm)
+            rows = score_rows(
+                scorer,
+                list(self.task_sets),
+                mine,
+                state.global_step,
+                method,
+                desc=f"influence ({method}) at step {state.global_step}",
+            )
+            if world > 1:
+                gathered = [None] * world
+                dist.all_gather_object(gathered, rows)
+                rows = [row for part in gathered for row in part]
+            if state.is_world_process_zero:
+                self.write(rows, state.global_step, method, time.perf_counter() - start)
+
+    def write(self, rows, step, method, seconds) -> None:
+        from datasets import Dataset
+
+        with atomic_directory(scores_folder(self.output_dir, step, method)) as tmp:
+            save_to_disk(Dataset.from_list(rows), tmp)
+            write_json(
+                tmp / "scoring.json",
+                {
+                    "step": step,
+                    "method": method,
+                    "tasks": list(self.task_sets),
+                    "part": self.part,
+                    "candidates": len(rows),
+                    "seconds": seconds,
+                    "source": "InfluenceCallback",
+                },
+            )

@@ -1,0 +1,263 @@
+"""Scoring a candidate pool: from a saved checkpoint or a live Trainer, in resumable shards.
+
+Output (DESIGN.md): one row per candidate, `block_id, step, method`, `influence_<task>` per task,
+and for the exact method `loss_before_<task>` and `loss_after_<task>`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .exact import ExactScorer
+from .fast import FAST_METHODS, FirstOrderScorer
+from .validation import InfluenceError, ValidationBatches
+
+METHODS = ("exact", *FAST_METHODS)
+
+
+def make_scorer(method: str, model, optimizer, validation: ValidationBatches, max_grad_norm):
+    if method != "grad_dot" and all(group["lr"] == 0 for group in optimizer.param_groups):
+        raise InfluenceError(
+            "the learning rate of the next step is 0 (the end of the schedule): one step moves nothing and every "
+            "score would be 0; score an earlier checkpoint"
+        )
+    if method == "exact":
+        return ExactScorer(model, optimizer, validation, max_grad_norm)
+    if method in FAST_METHODS:
+        return FirstOrderScorer(model, optimizer, validation, max_grad_norm, method)
+    raise InfluenceError(f"unknown influence method {method!r}; methods: {', '.join(METHODS)}")
+
+
+def score_rows(
+    scorer, tasks: list[str], candidates, step: int, method: str, desc: str = "scoring"
+) -> list[dict]:
+    """One row per candidate; stops at the first non-finite loss, naming the candidate."""
+    rows = []
+    device = next(scorer.model.parameters()).device
+    for block_id, ids in tqdm(
+        zip(candidates["block_id"], candidates["input_ids"], strict=True),
+        total=len(candidates),
+        desc=desc,
+        unit="cand",
+    ):
+        result = scorer.score(torch.as_tensor(ids, dtype=torch.long, device=device))
+        if not all(math.isfinite(v) for values in result.values() for v in values.tolist()):
+            raise InfluenceError(f"non-finite loss or score for candidate block_id={block_id}: {result}")
+        row = {"block_id": int(block_id), "step": int(step), "method": method}
+        for key, values in result.items():
+            row.update({f"{key}_{task}": float(v) for task, v in zip(tasks, values.tolist(), strict=True)})
+        rows.append(row)
+    return rows
+
+
+def score_pool_in_shards(
+    scorer, tasks, candidates, step: int, method: str, shard_dir: Path, shard_size: int, rank=0, world_size=1
+) -> None:
+    """Score the pool shard by shard into `shard_dir`; a shard is written whole (temp file then
+    rename), so a killed run resumes at the first missing shard. Rank r of w takes shards r, r+w, ..."""
+    from datasets import Dataset
+
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    n_shards = math.ceil(len(candidates) / shard_size)
+    for shard in range(rank, n_shards, world_size):
+        path = shard_dir / f"shard-{shard:05d}.parquet"
+        if path.is_file():
+            continue
+        part = candidates.select(range(shard * shard_size, min((shard + 1) * shard_size, len(candidates))))
+        rows = score_rows(
+            scorer, tasks, part, step, method, desc=f"{method} step {step} shard {shard + 1}/{n_shards}"
+        )
+        tmp = path.with_suffix(".tmp")
+        Dataset.from_list(rows).to_parquet(str(tmp))
+        tmp.rename(path)
+
+
+def collect_shards(shard_dir: Path, candidates):
+    """All shards as one Dataset, checked: every candidate exactly once."""
+    from datasets import concatenate_datasets, load_dataset
+
+    files = sorted(str(p) for p in shard_dir.glob("shard-*.parquet"))
+    scores = concatenate_datasets([load_dataset("parquet", data_files=f, split="train") for f in files])
+    expected, got = list(candidates["block_id"]), list(scores["block_id"])
+    if sorted(expected) != sorted(got):
+        missing = set(expected) - set(got)
+        raise InfluenceError(
+            f"{shard_dir}: {len(missing)} candidate(s) missing, {len(got) - len(set(got))} scored twice"
+        )
+    return scores
+
+
+# ----------------------------------------------------------------------------------------------
+# A saved checkpoint -> the Trainer's own model and optimizer
+# ----------------------------------------------------------------------------------------------
+
+
+def load_checkpoint_for_scoring(checkpoint: str | Path, device="cpu"):
+    """(model, optimizer, training args, step) of a Trainer checkpoint.
+
+    The optimizer is built by a Trainer from the run's own TrainingArguments (same class, same
+    parameter groups) and filled from `optimizer.pt`; its lr is the one the next step would use.
+    """
+    from transformers import AutoModelForCausalLM, Trainer
+
+    checkpoint = Path(checkpoint)
+    for name in ("trainer_state.json", "training_args.bin"):
+        if not (checkpoint / name).is_file():
+            raise InfluenceError(f"{checkpoint} is not a Trainer checkpoint (no {name})")
+    args = torch.load(checkpoint / "training_args.bin", weights_only=False)
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).to(device)
+    args.output_dir = str(checkpoint.parent / ".influence_scratch")  # the Trainer writes nothing here
+    args.report_to = []
+    args.eval_strategy = "no"  # only the optimizer is wanted from this Trainer
+    trainer = Trainer(model=model, args=args)
+    optimizer = trainer.create_optimizer()
+    state_file = checkpoint / "optimizer.pt"
+    if state_file.is_file():
+        state = torch.load(state_file, map_location=device, weights_only=False)
+        optimizer.load_state_dict(state)
+    return model, optimizer, args, step
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage, from saved checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def load_candidates(path: str, split: str, max_candidates: int | None):
+    from ..training import load_blocks
+
+    candidates = load_blocks(path, split)
+    if max_candidates is not None:
+        candidates = candidates.select(range(min(max_candidates, len(candidates))))
+    return candidates
+
+
+def scores_folder(output_dir, step: int, method: str) -> Path:
+    return Path(output_dir) / f"step-{step}" / method
+
+
+def run_influence_stage(args) -> dict:
+    """Score the candidate pool at every checkpoint with every method; one dataset per (step,
+    method) under `output_dir/step-<k>/<method>`. Finished folders are skipped and unfinished ones
+    resume from their shards. Returns {(step, method): seconds per candidate}."""
+    from accelerate import PartialState
+
+    from ..training import check_blocks, load_eval_datasets
+    from ..utils import atomic_directory, save_to_disk, set_seed, write_json
+
+    set_seed(args.seed)
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise InfluenceError(f"unknown influence method(s) {unknown}; methods: {', '.join(METHODS)}")
+    for checkpoint in args.checkpoint:
+        if not Path(checkpoint).is_dir():
+            raise InfluenceError(f"checkpoint not found: {checkpoint}")
+    state = PartialState()
+    candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
+    task_sets = load_eval_datasets(args.validation_sets, args.tasks, args.part)
+    timings = {}
+    for checkpoint in args.checkpoint:
+        model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint, state.device)
+        check_blocks(candidates, model.config, args.candidates)
+        validation = ValidationBatches(
+            task_sets, args.eval_batch_size, model.config.pad_token_id or 0, state.device
+        )
+        max_grad_norm = args.max_grad_norm if args.max_grad_norm is not None else train_args.max_grad_norm
+        for method in args.methods:
+            final = scores_folder(args.output_dir, step, method)
+            if (final / "dataset_info.json").is_file():
+                continue
+            shards = Path(args.output_dir) / ".shards" / f"step-{step}-{method}"
+            start = time.perf_counter()
+            scorer = make_scorer(method, model, optimizer, validation, max_grad_norm)
+            score_pool_in_shards(
+                scorer,
+                list(task_sets),
+                candidates,
+                step,
+                method,
+                shards,
+                args.shard_size,
+                state.process_index,
+                state.num_processes,
+            )
+            state.wait_for_everyone()
+            seconds = (time.perf_counter() - start) / len(candidates)
+            timings[(step, method)] = seconds
+            if state.is_main_process:
+                scores = collect_shards(shards, candidates)
+                with atomic_directory(final) as tmp:
+                    save_to_disk(scores, tmp)
+                    write_json(
+                        tmp / "scoring.json",
+                        {
+                            "checkpoint": str(checkpoint),
+                            "step": step,
+                            "method": method,
+                            "tasks": list(task_sets),
+                            "part": args.part,
+                            "candidates": len(candidates),
+                            "max_grad_norm": max_grad_norm,
+                            "seconds_per_candidate": seconds,
+                            "processes": state.num_processes,
+                        },
+                    )
+                shutil.rmtree(shards, ignore_errors=True)
+            state.wait_for_everyone()
+    return timings
+
+
+def write_influence_plots(output_dir) -> list[Path]:
+    """Figures over every score set found under `output_dir`: distributions and task correlations
+    per (step, method), correlations across steps, and each fast method against the exact scores."""
+    from ..analysis import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
+    from .analysis import common_blocks, load_scores, score_tasks, spearman, task_correlations
+
+    plots = Path(output_dir) / "plots"
+    written = []
+    found = load_scores(output_dir)
+    for (step, method), scores in found.items():
+        written.append(plots / f"distribution_step-{step}_{method}.png")
+        plot_score_distributions(scores, f"{method} scores at step {step}", written[-1])
+        tasks, matrix = task_correlations(scores)
+        if len(tasks) > 1:
+            written.append(plots / f"tasks_step-{step}_{method}.png")
+            plot_correlation_heatmap(matrix, tasks, f"between tasks ({method}, step {step})", written[-1])
+    for method in sorted({m for _, m in found}):
+        steps = sorted(s for s, m in found if m == method)
+        if len(steps) > 1:
+            task = score_tasks(found[(steps[0], method)])[0]
+            matrix = [
+                [
+                    spearman(
+                        *[
+                            x[f"influence_{task}"]
+                            for x in common_blocks(found[(a, method)], found[(b, method)])
+                        ]
+                    )
+                    for b in steps
+                ]
+                for a in steps
+            ]
+            written.append(plots / f"steps_{method}.png")
+            plot_correlation_heatmap(
+                matrix, [f"step {s}" for s in steps], f"{task}: across checkpoints ({method})", written[-1]
+            )
+    for (step, method), scores in found.items():
+        if method != "exact" and (step, "exact") in found:
+            exact, fast = common_blocks(found[(step, "exact")], scores)
+            for task in score_tasks(exact):
+                rho = spearman(exact[f"influence_{task}"], fast[f"influence_{task}"])
+                written.append(plots / f"fast_vs_exact_step-{step}_{method}_{task}.png")
+                plot_fast_vs_exact(
+                    exact[f"influence_{task}"], fast[f"influence_{task}"], task, method, rho, written[-1]
+                )
+    return written

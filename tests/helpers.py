@@ -1,0 +1,67 @@
+"""Helpers shared by the test modules: micro-model runs of the tiny recipe."""
+
+import dataclasses
+from pathlib import Path
+
+from transformers import TrainingArguments
+
+from codesift.configs import ModelArguments, PretrainArguments, parse_args
+from codesift.training import run_pretraining
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
+
+
+def micro_cli(corpus: Path, output_dir: Path, *extra) -> list[str]:
+    return [
+        "--config",
+        str(ROOT / "recipes/tiny/pretrain.yaml"),
+        "--tokenizer_name_or_path",
+        str(corpus / "tokenizer"),
+        "--blocks",
+        str(corpus / "blocks"),
+        "--validation_sets",
+        str(corpus / "validation_tokenized"),
+        "--eval_tasks",
+        "humaneval",
+        "--eval_part",
+        "report",
+        "--output_dir",
+        str(output_dir),
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "16",
+        "--learning_rate",
+        "1e-2",
+        "--warmup_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--eval_steps",
+        "1000",
+        "--disable_tqdm",
+        "true",
+        *map(str, extra),
+    ]
+
+
+def micro_args(corpus, output_dir, *extra, **model_overrides):
+    model_args, pretrain_args, training_args = parse_args(
+        ModelArguments, PretrainArguments, TrainingArguments, args=micro_cli(corpus, output_dir, *extra)
+    )
+    model_args = dataclasses.replace(model_args, model_overrides={**MICRO, **model_overrides})
+    return model_args, pretrain_args, training_args
+
+
+def train(corpus, output_dir, *extra, callbacks=(), **model_overrides):
+    return run_pretraining(
+        *micro_args(corpus, output_dir, *extra, **model_overrides), extra_callbacks=callbacks
+    )

@@ -1,0 +1,456 @@
+"""Stage 03: the exact score against a from-scratch reference, exact restore, fast vs exact,
+resumable sharded scoring, and clear errors."""
+
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+from datasets import load_from_disk
+from helpers import train
+
+from codesift.configs import InfluenceArguments
+from codesift.influence import (
+    ExactScorer,
+    FirstOrderScorer,
+    InfluenceError,
+    ValidationBatches,
+    load_checkpoint_for_scoring,
+    run_influence_stage,
+    score_rows,
+)
+from codesift.influence import scoring as scoring_module
+
+
+@pytest.fixture(scope="module")
+def micro_checkpoint(micro_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("influence_run") / "run"
+    train(micro_corpus, out, "--max_steps", 8, "--save_steps", 8, "--schedule_total_steps", 20)
+    return out / "checkpoint-8"
+
+
+@pytest.fixture(scope="module")
+def task_sets(micro_corpus):
+    sets = load_from_disk(str(micro_corpus / "validation_tokenized"))
+    return {"he_select": sets["humaneval_select"], "he_report": sets["humaneval_report"]}
+
+
+@pytest.fixture(scope="module")
+def candidates(micro_corpus):
+    return load_from_disk(str(micro_corpus / "blocks"))["candidates"]
+
+
+def to_float64(model, optimizer):
+    model.double()
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point() and key != "step":
+                state[key] = value.double()
+
+
+def reference_score(checkpoint, model64, optimizer, block, task_sets, max_grad_norm):
+    """A from-scratch implementation: a deep-copied model, a torch.optim.AdamW built from the
+    checkpoint's optimizer.pt, one step(), and each problem's loss from the model's own forward."""
+    names = {id(p): n for n, p in model64.named_parameters()}
+    model = copy.deepcopy(model64)
+    params = dict(model.named_parameters())
+    saved = torch.load(checkpoint / "optimizer.pt", weights_only=False)
+    groups = [
+        {
+            **{k: v for k, v in g.items() if k != "params"},
+            "params": [params[names[id(p)]] for p in live["params"]],
+        }
+        for g, live in zip(saved["param_groups"], optimizer.param_groups, strict=True)
+    ]
+    reference = torch.optim.AdamW(groups)
+    state = {
+        k: {n: (v.double() if n != "step" and v.is_floating_point() else v.clone()) for n, v in s.items()}
+        for k, s in saved["state"].items()
+    }
+    reference.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+    def task_losses():
+        out = {}
+        with torch.no_grad():
+            for task, dataset in task_sets.items():
+                total, count = 0.0, 0
+                for row in dataset:
+                    ids = torch.tensor([row["input_ids"]])
+                    labels = torch.tensor([row["labels"]])
+                    n = int((labels[:, 1:] != -100).sum())
+                    total += float(model(input_ids=ids, labels=labels).loss) * n
+                    count += n
+                out[task] = total / count
+        return out
+
+    before = task_losses()
+    ids = torch.tensor([block])
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(params.values()), max_grad_norm)
+    reference.step()
+    after = task_losses()
+    return {task: before[task] - after[task] for task in task_sets}
+
+
+def test_exact_score_equals_a_from_scratch_implementation(micro_checkpoint, task_sets, candidates):
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    assert step == 8
+    to_float64(model, optimizer)  # float64 so that the comparison tests the method, not rounding
+    scorer = ExactScorer(model, optimizer, ValidationBatches(task_sets, 8, 0), args.max_grad_norm)
+    for block in candidates.select(range(4))["input_ids"]:
+        ours = scorer.score(torch.tensor(block))["influence"].tolist()
+        theirs = reference_score(micro_checkpoint, model, optimizer, block, task_sets, args.max_grad_norm)
+        assert ours == pytest.approx(list(theirs.values()), abs=1e-6)
+        assert any(abs(v) > 1e-4 for v in ours)  # a real step happened
+
+
+def test_scoring_restores_model_and_optimizer_exactly(micro_checkpoint, task_sets, candidates):
+    model, optimizer, args, _ = load_checkpoint_for_scoring(micro_checkpoint)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    state = copy.deepcopy(optimizer.state_dict())
+    rng = torch.get_rng_state()
+    scorer = ExactScorer(model, optimizer, ValidationBatches(task_sets, 8, 0), args.max_grad_norm)
+    first = [scorer.score(torch.tensor(b))["influence"] for b in candidates.select(range(3))["input_ids"]]
+    again = [scorer.score(torch.tensor(b))["influence"] for b in candidates.select(range(3))["input_ids"]]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # deterministic
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    after = optimizer.state_dict()
+    for index, saved in state["state"].items():
+        for key, value in saved.items():
+            assert torch.equal(after["state"][index][key], value), (index, key)
+    assert [g["lr"] for g in after["param_groups"]] == [g["lr"] for g in state["param_groups"]]
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def spearman(a, b):
+    def ranks(x):
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        r = [0] * len(x)
+        for rank, i in enumerate(order):
+            r[i] = rank
+        return torch.tensor(r, dtype=torch.float64)
+
+    ra, rb = ranks(a), ranks(b)
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def test_fast_scores_rank_like_the_exact_ones(micro_checkpoint, task_sets, candidates):
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    validation = ValidationBatches(task_sets, 8, 0)
+    pool = candidates.select(range(30))
+    exact = score_rows(
+        ExactScorer(model, optimizer, validation, args.max_grad_norm), list(task_sets), pool, step, "exact"
+    )
+    correlations = {}
+    for method in ("grad_dot", "adam_update"):
+        fast = score_rows(
+            FirstOrderScorer(model, optimizer, validation, args.max_grad_norm, method),
+            list(task_sets),
+            pool,
+            step,
+            method,
+        )
+        correlations[method] = spearman(
+            [r["influence_he_select"] for r in exact], [r["influence_he_select"] for r in fast]
+        )
+    assert correlations["adam_update"] > 0.9, correlations
+    assert correlations["adam_update"] >= correlations["grad_dot"] - 0.05, correlations
+
+
+def stage_args(micro_corpus, checkpoint, out, **overrides):
+    fields = dict(
+        checkpoint=[str(checkpoint)],
+        candidates=str(micro_corpus / "blocks"),
+        max_candidates=12,
+        validation_sets=str(micro_corpus / "validation_tokenized"),
+        tasks=["humaneval"],
+        part="select",
+        methods=["exact", "adam_update"],
+        eval_batch_size=8,
+        shard_size=5,
+        output_dir=str(out),
+    )
+    return InfluenceArguments(**{**fields, **overrides})
+
+
+def test_stage_writes_one_dataset_per_step_and_method(micro_corpus, micro_checkpoint, tmp_path):
+    run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "inf"))
+    exact = load_from_disk(str(tmp_path / "inf" / "step-8" / "exact"))
+    fast = load_from_disk(str(tmp_path / "inf" / "step-8" / "adam_update"))
+    assert sorted(exact.column_names) == sorted(
+        ["block_id", "step", "method", "influence_humaneval", "loss_before_humaneval", "loss_after_humaneval"]
+    )
+    assert sorted(fast.column_names) == ["block_id", "influence_humaneval", "method", "step"]
+    assert len(exact) == 12 and sorted(exact["block_id"]) == sorted(fast["block_id"])
+    assert set(exact["step"]) == {8} and set(exact["method"]) == {"exact"}
+    for row in exact:
+        assert row["influence_humaneval"] == pytest.approx(
+            row["loss_before_humaneval"] - row["loss_after_humaneval"]
+        )
+    meta = json.loads((tmp_path / "inf" / "step-8" / "exact" / "scoring.json").read_text())
+    assert meta["candidates"] == 12 and meta["part"] == "select"
+
+
+def test_a_killed_run_resumes_without_gaps_or_repeats(micro_corpus, micro_checkpoint, tmp_path, monkeypatch):
+    args = stage_args(micro_corpus, micro_checkpoint, tmp_path / "inf", methods=["exact"])
+    real = scoring_module.score_rows
+    calls = []
+
+    def dies_on_the_second_shard(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(scoring_module, "score_rows", dies_on_the_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        run_influence_stage(args)
+    shards = sorted(p.name for p in (tmp_path / "inf" / ".shards" / "step-8-exact").iterdir())
+    assert shards == ["shard-00000.parquet"] and not (tmp_path / "inf" / "step-8" / "exact").exists()
+    monkeypatch.setattr(scoring_module, "score_rows", real)
+    resumed_calls = []
+    monkeypatch.setattr(
+        scoring_module, "score_rows", lambda *a, **k: resumed_calls.append(1) or real(*a, **k)
+    )
+    run_influence_stage(args)
+    assert len(resumed_calls) == 2  # shards 2 and 3 only
+    resumed = load_from_disk(str(tmp_path / "inf" / "step-8" / "exact"))
+    monkeypatch.setattr(scoring_module, "score_rows", real)
+    run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "fresh", methods=["exact"]))
+    fresh = load_from_disk(str(tmp_path / "fresh" / "step-8" / "exact"))
+    assert sorted(resumed["block_id"]) == list(range(len(resumed))) or len(set(resumed["block_id"])) == 12
+    by_id = {r["block_id"]: r["influence_humaneval"] for r in fresh}
+    assert {r["block_id"]: r["influence_humaneval"] for r in resumed} == by_id
+
+
+def test_exact_without_optimizer_state_names_the_method_that_works(micro_corpus, micro_checkpoint, tmp_path):
+    bare = tmp_path / "checkpoint-8"
+    shutil.copytree(micro_checkpoint, bare)
+    (bare / "optimizer.pt").unlink()
+    with pytest.raises(InfluenceError, match="grad_dot"):
+        run_influence_stage(stage_args(micro_corpus, bare, tmp_path / "a", methods=["exact"]))
+    run_influence_stage(stage_args(micro_corpus, bare, tmp_path / "b", methods=["grad_dot"]))
+    assert len(load_from_disk(str(tmp_path / "b" / "step-8" / "grad_dot"))) == 12
+
+
+def test_bad_inputs_fail_before_writing(micro_corpus, micro_checkpoint, tmp_path, candidates):
+    from datasets import Dataset
+
+    from codesift.training import PretrainError
+
+    with pytest.raises(InfluenceError, match="unknown influence method"):
+        run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "x", methods=["exakt"]))
+    with pytest.raises(InfluenceError, match="checkpoint not found"):
+        run_influence_stage(stage_args(micro_corpus, tmp_path / "nope", tmp_path / "x"))
+    Dataset.from_dict({"block_id": [0], "input_ids": [[1] * 64 + [2] * 64]}).save_to_disk(
+        str(tmp_path / "long")
+    )
+    with pytest.raises(PretrainError, match="blocks of 128 tokens but the model's context is 64"):
+        run_influence_stage(
+            stage_args(
+                micro_corpus,
+                micro_checkpoint,
+                tmp_path / "x",
+                candidates=str(tmp_path / "long"),
+                candidates_split="train",
+            )
+        )
+    assert not (tmp_path / "x").exists()
+    empty = {"t": Dataset.from_dict({"input_ids": [[1, 2, 3]], "labels": [[-100, -100, -100]]})}
+    with pytest.raises(InfluenceError, match="no completion tokens"):
+        ValidationBatches(empty, 4, 0)
+
+
+def test_non_finite_losses_stop_and_name_the_candidate(micro_checkpoint, task_sets, candidates):
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    scorer = ExactScorer(model, optimizer, ValidationBatches(task_sets, 8, 0), max_grad_norm=None)
+    for group in optimizer.param_groups:
+        group["lr"] = float("inf")  # a step that blows the weights up
+    scorer.snapshot.lrs = [float("inf")] * len(optimizer.param_groups)
+    pool = candidates.select(range(2))
+    with pytest.raises(InfluenceError, match=f"block_id={pool[0]['block_id']}"):
+        score_rows(scorer, list(task_sets), pool, step, "exact")
+
+
+def callback_kwargs(micro_corpus, **overrides):
+    return {
+        "candidates": str(micro_corpus / "blocks"),
+        "validation_sets": str(micro_corpus / "validation_tokenized"),
+        "steps": [3, 5],
+        "tasks": ["humaneval"],
+        "methods": ["exact", "adam_update"],
+        "max_candidates": 6,
+        "eval_batch_size": 8,
+        **overrides,
+    }
+
+
+def test_callback_scores_and_leaves_the_run_bit_identical(micro_corpus, tmp_path):
+    from helpers import micro_args
+
+    from codesift.influence.callback import InfluenceCallback
+    from codesift.training import run_pretraining
+
+    train(micro_corpus, tmp_path / "plain", "--max_steps", 6, "--save_steps", 100)
+    probe = InfluenceCallback(**callback_kwargs(micro_corpus))
+    train(micro_corpus, tmp_path / "scored", "--max_steps", 6, "--save_steps", 100, callbacks=[probe])
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "plain")).state_dict()
+    scored = AutoModelForCausalLM.from_pretrained(str(tmp_path / "scored")).state_dict()
+    for name, value in plain.items():
+        assert torch.equal(value, scored[name]), name
+    plain_log = json.loads((tmp_path / "plain" / "trainer_state.json").read_text())["log_history"]
+    scored_log = json.loads((tmp_path / "scored" / "trainer_state.json").read_text())["log_history"]
+    assert [log.get("loss") for log in plain_log] == [log.get("loss") for log in scored_log]
+    for step in (3, 5):
+        for method in ("exact", "adam_update"):
+            scores = load_from_disk(str(tmp_path / "scored" / "influence" / f"step-{step}" / method))
+            assert len(scores) == 6 and set(scores["step"]) == {step}
+    # the callback's exact scores at step 3 equal the script's from a checkpoint saved at step 3
+    model_args, pretrain_args, training_args = micro_args(
+        micro_corpus, tmp_path / "ckpt", "--max_steps", 3, "--save_steps", 3, "--schedule_total_steps", 6
+    )
+    run_pretraining(model_args, pretrain_args, training_args)
+    run_influence_stage(
+        stage_args(
+            micro_corpus,
+            tmp_path / "ckpt" / "checkpoint-3",
+            tmp_path / "script",
+            max_candidates=6,
+            methods=["exact"],
+        )
+    )
+    from_script = load_from_disk(str(tmp_path / "script" / "step-3" / "exact"))
+    from_callback = load_from_disk(str(tmp_path / "scored" / "influence" / "step-3" / "exact"))
+    assert list(from_script["influence_humaneval"]) == pytest.approx(
+        list(from_callback["influence_humaneval"]), abs=1e-6
+    )
+
+
+def test_callback_is_chosen_from_the_recipe(micro_corpus, tmp_path):
+    from helpers import micro_args
+
+    from codesift.training import run_pretraining
+
+    model_args, pretrain_args, training_args = micro_args(
+        micro_corpus, tmp_path / "run", "--max_steps", 2, "--save_steps", 100, "--callbacks", "influence"
+    )
+    pretrain_args.callback_kwargs = {
+        "influence": callback_kwargs(micro_corpus, steps=[2], methods=["grad_dot"])
+    }
+    run_pretraining(model_args, pretrain_args, training_args)
+    assert len(load_from_disk(str(tmp_path / "run" / "influence" / "step-2" / "grad_dot"))) == 6
+    with pytest.raises(ValueError, match="unknown callback"):
+        pretrain_args.callbacks = ["influense"]
+        run_pretraining(model_args, pretrain_args, training_args)
+
+
+@pytest.mark.slow
+def test_callback_under_two_processes_shards_and_gathers(micro_corpus, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT, micro_cli
+
+    kwargs = json.dumps(
+        {"influence": callback_kwargs(micro_corpus, steps=[2], methods=["grad_dot"], max_candidates=7)}
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        (ROOT / "recipes/tiny/pretrain.yaml")
+        .read_text()
+        .replace("callback_kwargs: {}", f"callback_kwargs: {kwargs}")
+        .replace("callbacks: [log_history]", "callbacks: [influence]")
+    )
+    cli = micro_cli(micro_corpus, tmp_path / "ddp", "--max_steps", 2, "--save_steps", 100)
+    cli[1] = str(recipe)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29544",
+            str(ROOT / "scripts/pretrain.py"),
+            *cli,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = load_from_disk(str(tmp_path / "ddp" / "influence" / "step-2" / "grad_dot"))
+    assert sorted(scores["block_id"]) == sorted(
+        load_from_disk(str(micro_corpus / "blocks"))["candidates"]["block_id"][:7]
+    )
+
+
+def test_analysis_helpers():
+    from scipy.stats import spearmanr
+
+    from codesift.influence.analysis import comment_share, spearman, top_overlap
+
+    a, b = [0.3, -1.0, 2.0, 0.1, 5.0], [0.2, -3.0, 1.0, 0.4, 4.0]
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert top_overlap(a, a, 0.4) == 1.0 and top_overlap(a, [-x for x in a], 0.4) == 0.0
+    assert comment_share("x = 1\n") == 0.0
+    assert comment_share('"""doc"""\nx = 1  # note\n') == pytest.approx((9 + 6) / 24)
+
+
+@pytest.mark.slow
+def test_script_splits_the_pool_across_two_processes(micro_corpus, micro_checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    out = tmp_path / "inf"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29555",
+        str(ROOT / "scripts/compute_influence.py"),
+        "--config",
+        str(ROOT / "recipes/tiny/influence.yaml"),
+        "--checkpoint",
+        str(micro_checkpoint),
+        "--candidates",
+        str(micro_corpus / "blocks"),
+        "--validation_sets",
+        str(micro_corpus / "validation_tokenized"),
+        "--tasks",
+        "humaneval",
+        "--max_candidates",
+        "9",
+        "--shard_size",
+        "2",
+        "--methods",
+        "grad_dot",
+        "--output_dir",
+        str(out),
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = load_from_disk(str(out / "step-8" / "grad_dot"))
+    assert sorted(scores["block_id"]) == sorted(
+        load_from_disk(str(micro_corpus / "blocks"))["candidates"]["block_id"][:9]
+    )
+    assert json.loads((out / "step-8" / "grad_dot" / "scoring.json").read_text())["processes"] == 2
+    assert (out / "plots").is_dir()
