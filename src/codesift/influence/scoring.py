@@ -160,15 +160,18 @@ def run_influence_stage(args) -> dict:
     for checkpoint in args.checkpoint:
         if not Path(checkpoint).is_dir():
             raise InfluenceError(f"checkpoint not found: {checkpoint}")
-    state = PartialState()
+    # on CPU, PartialState joins a torchrun/accelerate launch only when told gloo explicitly
+    cpu = not torch.cuda.is_available()
+    state = PartialState(cpu=cpu, **({"backend": "gloo"} if cpu else {}))
+    device = torch.device("cpu") if cpu else state.device  # "cpu:<rank>" is no map_location torch.load takes
     candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     task_sets = load_eval_datasets(args.validation_sets, args.tasks, args.part)
     timings = {}
     for checkpoint in args.checkpoint:
-        model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint, state.device)
+        model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint, device)
         check_blocks(candidates, model.config, args.candidates)
         validation = ValidationBatches(
-            task_sets, args.eval_batch_size, model.config.pad_token_id or 0, state.device
+            task_sets, args.eval_batch_size, model.config.pad_token_id or 0, device
         )
         max_grad_norm = args.max_grad_norm if args.max_grad_norm is not None else train_args.max_grad_norm
         for method in args.methods:
