@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -160,9 +161,11 @@ def run_influence_stage(args) -> dict:
     for checkpoint in args.checkpoint:
         if not Path(checkpoint).is_dir():
             raise InfluenceError(f"checkpoint not found: {checkpoint}")
-    # on CPU, PartialState joins a torchrun/accelerate launch only when told gloo explicitly
+    # on CPU, PartialState joins a torchrun/accelerate launch only when told gloo explicitly (and
+    # must not be told so in one process, e.g. a notebook where a Trainer already made the state)
     cpu = not torch.cuda.is_available()
-    state = PartialState(cpu=cpu, **({"backend": "gloo"} if cpu else {}))
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    state = PartialState(cpu=cpu, **({"backend": "gloo"} if cpu and launched else {}))
     device = torch.device("cpu") if cpu else state.device  # "cpu:<rank>" is no map_location torch.load takes
     candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     task_sets = load_eval_datasets(args.validation_sets, args.tasks, args.part)
