@@ -114,7 +114,7 @@ def main():
     defaults = InfluenceArguments()
     parser.add_argument(
         "--checkpoints",
-        nargs="+",
+        nargs="*",
         default=["outputs/tiny/pretrain/checkpoint-300", "outputs/tiny/pretrain/checkpoint-450"],
     )
     parser.add_argument("--candidates", type=int, default=500)

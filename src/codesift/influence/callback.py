@@ -53,6 +53,8 @@ class InfluenceCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         from ..training import check_blocks, load_eval_datasets
 
+        if not self.enabled:
+            return  # switched off: costs the run nothing
         # load and check everything before the first step, not halfway through the run
         self.candidates = load_candidates(self.candidates_path, self.candidates_split, self.max_candidates)
         self.task_sets = load_eval_datasets(self.validation_path, self.tasks, self.part)
