@@ -1,6 +1,9 @@
 """Helpers shared by the test modules: micro-model runs of the tiny recipe."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from transformers import TrainingArguments
@@ -65,3 +68,20 @@ def train(corpus, output_dir, *extra, callbacks=(), **model_overrides):
     return run_pretraining(
         *micro_args(corpus, output_dir, *extra, **model_overrides), extra_callbacks=callbacks
     )
+
+
+def run_on_two_cpu_processes(script: str, args: list, port: int) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 scripts/<script> ...` on this CPU (gloo), as a cluster user launches it."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(ROOT / "scripts" / script),
+        *map(str, args),
+    ]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 from datasets import load_from_disk
-from helpers import train
+from helpers import run_on_two_cpu_processes, train
 
 from codesift.configs import InfluenceArguments
 from codesift.influence import (
@@ -352,9 +352,6 @@ def test_callback_is_chosen_from_the_recipe(micro_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_callback_under_two_processes_shards_and_gathers(micro_corpus, tmp_path):
-    import os
-    import subprocess
-    import sys
 
     from helpers import ROOT, micro_cli
 
@@ -370,25 +367,7 @@ def test_callback_under_two_processes_shards_and_gathers(micro_corpus, tmp_path)
     )
     cli = micro_cli(micro_corpus, tmp_path / "ddp", "--max_steps", 2, "--save_steps", 100)
     cli[1] = str(recipe)
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29544",
-            str(ROOT / "scripts/pretrain.py"),
-            *cli,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_on_two_cpu_processes("pretrain.py", cli, port=29544)
     assert done.returncode == 0, done.stderr[-3000:]
     scores = load_from_disk(str(tmp_path / "ddp" / "influence" / "step-2" / "grad_dot"))
     assert sorted(scores["block_id"]) == sorted(
@@ -410,22 +389,11 @@ def test_analysis_helpers():
 
 @pytest.mark.slow
 def test_script_splits_the_pool_across_two_processes(micro_corpus, micro_checkpoint, tmp_path):
-    import os
-    import subprocess
-    import sys
 
     from helpers import ROOT
 
     out = tmp_path / "inf"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29555",
-        str(ROOT / "scripts/compute_influence.py"),
+    args = [
         "--config",
         str(ROOT / "recipes/tiny/influence.yaml"),
         "--checkpoint",
@@ -445,8 +413,7 @@ def test_script_splits_the_pool_across_two_processes(micro_corpus, micro_checkpo
         "--output_dir",
         str(out),
     ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = run_on_two_cpu_processes("compute_influence.py", args, port=29555)
     assert done.returncode == 0, done.stderr[-3000:]
     scores = load_from_disk(str(out / "step-8" / "grad_dot"))
     assert sorted(scores["block_id"]) == sorted(

@@ -1,13 +1,10 @@
 """Stage 02 on a micro model (hidden 32, 2 layers): training, checkpoints, resume, continuation."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import ROOT, micro_args, micro_cli, train
+from helpers import micro_args, micro_cli, run_on_two_cpu_processes, train
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from codesift.modeling import MODEL_PRESETS, VocabSpec, build_model_config, count_parameters
@@ -103,21 +100,9 @@ def test_continued_pretraining_restores_moments_and_schedule(micro_corpus, tmp_p
 def test_two_cpu_processes_train_and_save(micro_corpus, tmp_path):
     """DDP over gloo: two processes on this CPU, launched as a cluster user would (torchrun)."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     # model_overrides (a dict) has no CLI form: the tiny preset, whose 256 context holds 64-token blocks
     overrides = ["--max_steps", 3, "--save_steps", 3]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        str(ROOT / "scripts/pretrain.py"),
-        *micro_cli(micro_corpus, out, *overrides),
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = run_on_two_cpu_processes("pretrain.py", micro_cli(micro_corpus, out, *overrides), port=29533)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and (out / "checkpoint-3" / "optimizer.pt").is_file()
