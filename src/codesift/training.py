@@ -315,12 +315,12 @@ def final_eval_metrics(trainer) -> dict:
 
 def write_model_card(output_dir, model_args, pretrain_args, training_args, start, metrics, assumed) -> None:
     """A short README.md beside the final model: what it is, what it saw, what is assumed."""
-    from .modeling import count_parameters
-
-    config = json.loads((Path(output_dir) / "config.json").read_text())
     from transformers import AutoConfig
 
-    n_params = count_parameters(AutoConfig.from_pretrained(output_dir))
+    from .modeling import count_parameters
+
+    config = AutoConfig.from_pretrained(output_dir)
+    n_params = count_parameters(config)
     losses = {k: round(v, 4) for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")}
     notes = (
         [assumed[model_args.model_preset]]
@@ -334,8 +334,8 @@ def write_model_card(output_dir, model_args, pretrain_args, training_args, start
         "---",
         f"# {Path(output_dir).name}",
         "",
-        f"A Llama-style code model ({n_params:,} parameters, {config['num_hidden_layers']} layers, hidden "
-        f"{config['hidden_size']}, context {config['max_position_embeddings']}, vocabulary {config['vocab_size']}) "
+        f"A Llama-style code model ({n_params:,} parameters, {config.num_hidden_layers} layers, hidden "
+        f"{config.hidden_size}, context {config.max_position_embeddings}, vocabulary {config.vocab_size}) "
         f"trained with codesift stage 02 (`scripts/pretrain.py`).",
         "",
         f"- Start: {'continued from ' + start.weights_from if pretrain_args.continue_from else (start.weights_from or 'fresh init, preset ' + model_args.model_preset)}",
