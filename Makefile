@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test slow_test style quality clean
+.PHONY: install demo table exact test slow_test style quality clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,22 @@ demo: install
 	$(PY) scripts/build_validation_sets.py --config recipes/$(RECIPE)/validation_sets.yaml
 	$(PY) scripts/build_corpus.py --config recipes/$(RECIPE)/corpus.yaml
 	$(PY) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain.yaml --auto_resume false
-	rm -rf outputs/$(RECIPE)/influence  # scores of the previous run's checkpoints would be stale
+	# scores, selections and arms of a previous run's checkpoints would be stale
+	rm -rf outputs/$(RECIPE)/influence outputs/$(RECIPE)/selection outputs/$(RECIPE)/experiment
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence.yaml
+	$(PY) scripts/filter_data.py --config recipes/$(RECIPE)/filter.yaml
+	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml
+	@echo "demo finished; everything is under outputs/$(RECIPE)/. The results table: outputs/$(RECIPE)/experiment/results.md (plot: results.png)"
+
+# The results table over three seeds (reuses the demo's warm-up, scores and finished cells).
+table: install
+	test -f outputs/$(RECIPE)/experiment/results.md || $(MAKE) demo
+	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml --seeds 42 43 44
+	@echo "three-seed table: outputs/$(RECIPE)/experiment/results.md (plot: results.png)"
+
+# Exact influence scores on a subset, to check the fast scores against (stage 03).
+exact: install
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_exact.yaml
-	@echo "demo finished: results and plots under outputs/$(RECIPE)/ (influence scores: outputs/$(RECIPE)/influence/step-<k>/<method>, plots in outputs/$(RECIPE)/influence/plots/)"
 
 test: install
 	$(PY) -m pytest tests
@@ -36,11 +48,11 @@ slow_test: install
 	$(PY) -m pytest tests -m slow
 
 style: install
-	$(VENV)/bin/ruff format src scripts tests benchmarks
-	$(VENV)/bin/ruff check --fix src scripts tests benchmarks
+	$(VENV)/bin/ruff format src scripts tests benchmarks metrics
+	$(VENV)/bin/ruff check --fix src scripts tests benchmarks metrics
 
 quality: install
-	$(VENV)/bin/ruff check src scripts tests benchmarks
+	$(VENV)/bin/ruff check src scripts tests benchmarks metrics
 
 clean:
 	rm -rf outputs

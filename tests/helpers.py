@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from codesift.configs import ModelArguments, PretrainArguments, parse_args
 from codesift.training import run_pretraining
@@ -85,3 +85,21 @@ def run_on_two_cpu_processes(script: str, args: list, port: int) -> subprocess.C
         *map(str, args),
     ]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+class MomentProbe(TrainerCallback):
+    """Records the AdamW moments and the lr the first new step starts from."""
+
+    def __init__(self):
+        self.seen = None
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if self.seen is None:
+            first = optimizer.param_groups[0]["params"][0]
+            moments = optimizer.state[first]
+            self.seen = {
+                "step": state.global_step,
+                "exp_avg": moments["exp_avg"].clone(),
+                "exp_avg_sq": moments["exp_avg_sq"].clone(),
+                "lr": lr_scheduler.get_last_lr()[0],
+            }

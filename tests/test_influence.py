@@ -182,9 +182,26 @@ def test_stage_writes_one_dataset_per_step_and_method(micro_corpus, micro_checkp
     exact = load_from_disk(str(tmp_path / "inf" / "step-8" / "exact"))
     fast = load_from_disk(str(tmp_path / "inf" / "step-8" / "adam_update"))
     assert sorted(exact.column_names) == sorted(
-        ["block_id", "step", "method", "influence_humaneval", "loss_before_humaneval", "loss_after_humaneval"]
+        [
+            "block_id",
+            "step",
+            "method",
+            "influence_humaneval",
+            "loss_before_humaneval",
+            "loss_after_humaneval",
+            "candidate_loss",
+        ]
     )
-    assert sorted(fast.column_names) == ["block_id", "influence_humaneval", "method", "step"]
+    assert sorted(fast.column_names) == [
+        "block_id",
+        "candidate_loss",
+        "influence_humaneval",
+        "method",
+        "step",
+    ]
+    assert exact["candidate_loss"] == pytest.approx(
+        fast["candidate_loss"], rel=1e-4
+    )  # the same block, same weights
     assert len(exact) == 12 and sorted(exact["block_id"]) == sorted(fast["block_id"])
     assert set(exact["step"]) == {8} and set(exact["method"]) == {"exact"}
     for row in exact:

@@ -24,7 +24,38 @@ PARAMETERS = {
         },
         "exact_overrides": {"checkpoint": ["pretrain/checkpoint-10"], "max_candidates": 15},
     },
+    "04_filter": {
+        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
+        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
+        "influence_overrides": {
+            "checkpoint": ["pretrain/checkpoint-20"],
+            "max_candidates": 40,
+            "shard_size": 20,
+        },
+        "filter_overrides": {"scores": "influence/step-20/adam_update", "max_candidates": 40},
+    },
+    "06_continue_and_evaluate": {
+        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
+        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
+        "influence_overrides": {
+            "checkpoint": ["pretrain/checkpoint-20"],
+            "max_candidates": 40,
+            "shard_size": 20,
+        },
+        "experiment_overrides": {
+            "checkpoint": "pretrain/checkpoint-20",
+            "scores": "influence/step-20/adam_update",
+            "max_candidates": 40,
+            "strategies": [
+                {"name": "random", "strategy": "random"},
+                {"name": "influence_mean", "strategy": "gumbel_top_k", "tasks": ["humaneval", "mbpp"]},
+            ],
+            "continue_steps": 3,
+            "seeds": [1],
+        },
+    },
 }
+PATH_KEYS = ("checkpoint", "scores")  # paths inside the shared output folder
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +70,15 @@ def test_notebook_runs(notebook, outputs, tmp_path, shared_data):
     import papermill
 
     parameters = {"output_root": str(outputs), **PARAMETERS.get(notebook.stem, {})}
-    for key in ("influence_overrides", "exact_overrides"):  # checkpoints live under the output root
-        if "checkpoint" in parameters.get(key, {}):
+    for key, overrides in parameters.items():  # checkpoints and scores live under the output root
+        if key.endswith("_overrides"):
             parameters[key] = {
-                **parameters[key],
-                "checkpoint": [f"{outputs}/{c}" for c in parameters[key]["checkpoint"]],
+                name: (
+                    ([f"{outputs}/{v}" for v in value] if isinstance(value, list) else f"{outputs}/{value}")
+                    if name in PATH_KEYS
+                    else value
+                )
+                for name, value in overrides.items()
             }
     before = set(outputs.rglob("*.png"))
     papermill.execute_notebook(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import micro_args, micro_cli, run_on_two_cpu_processes, train
+from helpers import MomentProbe, micro_args, micro_cli, run_on_two_cpu_processes, train
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from codesift.modeling import MODEL_PRESETS, VocabSpec, build_model_config, count_parameters
@@ -46,24 +46,6 @@ def test_resume_reproduces_the_uninterrupted_run(micro_corpus, tmp_path):
     straight, split = weights(tmp_path / "straight"), weights(tmp_path / "split")
     for name in straight:
         assert torch.equal(straight[name], split[name]), name  # bit-identical on CPU
-
-
-class MomentProbe(TrainerCallback):
-    """Records the AdamW moments and the lr the first new step starts from."""
-
-    def __init__(self):
-        self.seen = None
-
-    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
-        if self.seen is None:
-            first = optimizer.param_groups[0]["params"][0]
-            moments = optimizer.state[first]
-            self.seen = {
-                "step": state.global_step,
-                "exp_avg": moments["exp_avg"].clone(),
-                "exp_avg_sq": moments["exp_avg_sq"].clone(),
-                "lr": lr_scheduler.get_last_lr()[0],
-            }
 
 
 def test_continued_pretraining_restores_moments_and_schedule(micro_corpus, tmp_path):

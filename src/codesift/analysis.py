@@ -181,3 +181,61 @@ def plot_feature_effects(features, score_column: str, path=None):
     axes[1].barh(by_package.index, by_package["mean"])
     axes[1].set(title="mean score by package (>= 5 blocks)", xlabel=score_column)
     return _save(fig, path)
+
+
+def plot_selection_histogram(values, kept, name: str, path=None):
+    """The value every candidate was ranked by, all candidates vs the kept ones, the cut marked."""
+    import numpy as np
+
+    values = np.asarray(values)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bins = np.histogram_bin_edges(values, bins=50)
+    ax.hist(values, bins=bins, color="0.75", label=f"all candidates ({len(values)})")
+    ax.hist(values[kept], bins=bins, color="C0", alpha=0.8, label=f"kept ({len(kept)})")
+    if 0 < len(kept) < len(values):
+        cut = values[kept].min()
+        ax.axvline(cut, color="C3", linestyle="--", label=f"lowest kept value {cut:.3g}")
+    ax.set(xlabel="selection value", ylabel="blocks", title=f"Selection: {name}")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_package_shares(rows: list[dict], path=None, top: int = 15):
+    """Share of each package's candidate blocks that was kept (the largest packages)."""
+    rows = rows[:top]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    ax.barh([r["package"] for r in rows][::-1], [r["share_kept"] for r in rows][::-1], color="C0")
+    total = sum(r["kept"] for r in rows) / max(1, sum(r["candidates"] for r in rows))
+    ax.axvline(total, color="C3", linestyle="--", label=f"overall {total:.0%}")
+    ax.set(xlabel="share of the package's candidate blocks kept", xlim=(0, 1))
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_results_table(summary: dict, columns: list[tuple[str, str]], path=None):
+    """One panel per metric: a bar per arm with its 95% confidence interval over seeds."""
+    import numpy as np
+
+    arms = list(summary)
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(4.2 * len(columns), 0.45 * len(arms) + 1.8), sharey=True
+    )
+    for ax, (key, title) in zip(np.atleast_1d(axes), columns, strict=True):
+        means = [summary[a][key][0] for a in arms]
+        cis = [summary[a][key][1] for a in arms]
+        cis = [0 if c is None or np.isnan(c) else c for c in cis]
+        ax.barh(range(len(arms)), means, xerr=cis, color=[f"C{i % 10}" for i in range(len(arms))], capsize=3)
+        finite = [m for m in means if m is not None and np.isfinite(m)]
+        if finite and key.startswith("loss/"):
+            low, high = min(finite), max(finite)
+            pad = max(0.02, (high - low) * 0.6)
+            ax.set_xlim(low - pad, high + pad)
+        ax.set_title(title, fontsize=9)
+    axes_list = np.atleast_1d(axes)
+    axes_list[0].set_yticks(range(len(arms)), arms, fontsize=8)
+    axes_list[0].invert_yaxis()
+    fig.suptitle(
+        "Continued pretraining from one checkpoint at equal tokens (mean, 95% CI over seeds)", fontsize=10
+    )
+    fig.tight_layout()
+    return _save(fig, path)

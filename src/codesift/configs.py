@@ -200,6 +200,131 @@ class InfluenceArguments:
     output_dir: str = "outputs/tiny/influence"
 
 
+@dataclass
+class SelectionArguments:
+    """Stage 04: keep candidate blocks by their influence scores (or a baseline) with datasets.filter."""
+
+    scores: str | None = field(
+        default="outputs/tiny/influence/step-300/adam_update",
+        metadata={
+            "help": "A stage-03 scores folder (block_id, influence_<task>); null for random/full/perplexity."
+        },
+    )
+    candidates: str = "outputs/tiny/corpus/blocks"
+    candidates_split: str = "candidates"
+    max_candidates: int | None = field(default=None, metadata={"help": "Only the first N candidates."})
+    documents: str | None = field(
+        default="outputs/tiny/corpus/documents",
+        metadata={"help": "Corpus documents, for the share of each package kept (null: skip)."},
+    )
+    strategy: str = field(
+        default="gumbel_top_k",
+        metadata={"help": "top_k, gumbel_top_k, threshold, random, perplexity or full."},
+    )
+    tasks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "One task ranks by its score; several (or empty = all) by `aggregate`."},
+    )
+    aggregate: str = field(default="mean_z", metadata={"help": "mean_z, min, max or weighted (z-scores)."})
+    weights: dict = field(default_factory=dict, metadata={"help": "Task -> weight, for aggregate: weighted."})
+    fraction: float = field(default=0.2, metadata={"help": "Share of the candidates kept, in (0, 1]."})
+    threshold: float | None = field(
+        default=None, metadata={"help": "For strategy threshold: keep value >= it."}
+    )
+    temperature: float = field(
+        default=0.25,
+        metadata={
+            "help": "Gumbel-top-k temperature on z-scored values (0 = top-k); assumed, following MATES."
+        },
+    )
+    perplexity_checkpoint: str | None = field(
+        default=None, metadata={"help": "Model whose loss on each candidate the perplexity baseline uses."}
+    )
+    perplexity_band: str = field(default="low", metadata={"help": "low, middle or high loss."})
+    name: str | None = field(
+        default=None, metadata={"help": "A name for this selection (default: strategy)."}
+    )
+    seed: int = 42
+    output_dir: str = "outputs/tiny/selection"
+
+
+@dataclass
+class EvaluationArguments:
+    """Stage 06: completion losses per task and part, and pass@k by execution."""
+
+    model_name_or_path: str = "outputs/tiny/pretrain"
+    validation_sets: str = field(
+        default="outputs/tiny/validation_sets", metadata={"help": "Stage-01 validation sets (with tests)."}
+    )
+    tokenized_validation_sets: str = "outputs/tiny/corpus/validation_tokenized"
+    loss_tasks: list[str] = field(default_factory=list, metadata={"help": "Tasks for the loss; empty = all."})
+    loss_parts: list[str] = field(
+        default_factory=lambda: ["report", "select"],
+        metadata={"help": "report (never seen by selection), select (labelled so) or all."},
+    )
+    execution_tasks: list[str] = field(
+        default_factory=lambda: ["humaneval", "mbpp"], metadata={"help": "Python tasks with tests."}
+    )
+    execution_part: str | None = "report"
+    greedy: bool = field(default=True, metadata={"help": "Greedy pass@1."})
+    num_samples: int = field(
+        default=0, metadata={"help": "Samples per problem for sampled pass@k (0: none)."}
+    )
+    temperature: float = 0.8
+    top_p: float = 0.95
+    k: list[int] = field(default_factory=lambda: [1, 10])
+    max_new_tokens: int = 128
+    generation_batch_size: int = 32
+    eval_batch_size: int = 32
+    timeout: float = field(default=3.0, metadata={"help": "Wall-clock seconds per program."})
+    num_workers: int = field(default=2, metadata={"help": "Programs run at a time."})
+    seed: int = 42
+    output_dir: str = "outputs/tiny/evaluation"
+
+
+@dataclass
+class ExperimentArguments:
+    """Stages 04 + 06 as one experiment: select by each strategy, continue pretraining each from the
+    same checkpoint for the same tokens, evaluate, over seeds; then the results table."""
+
+    checkpoint: str = field(
+        default="outputs/tiny/pretrain/checkpoint-300",
+        metadata={"help": "The warm-up checkpoint every arm continues from (weights, optimizer, schedule)."},
+    )
+    scores: str = "outputs/tiny/influence/step-300/adam_update"
+    candidates: str = "outputs/tiny/corpus/blocks"
+    candidates_split: str = "candidates"
+    max_candidates: int | None = field(
+        default=None, metadata={"help": "Only the first N candidates (the scored part)."}
+    )
+    documents: str | None = "outputs/tiny/corpus/documents"
+    strategies: list[dict] = field(
+        default_factory=lambda: [{"name": "random", "strategy": "random"}],
+        metadata={"help": "Arms: each a dict of SelectionArguments fields with a `name`."},
+    )
+    fraction: float = 0.2
+    continue_steps: int = field(default=50, metadata={"help": "Optimizer steps every arm continues for."})
+    seeds: list[int] = field(default_factory=lambda: [42])
+    pretrain_recipe: str = field(
+        default="recipes/tiny/pretrain.yaml",
+        metadata={
+            "help": "Trainer settings of the continued runs (batch size, logging); lr, betas and "
+            "schedule come from the checkpoint."
+        },
+    )
+    pretrain_overrides: dict = field(
+        default_factory=dict, metadata={"help": "TrainingArguments fields that replace the recipe's."}
+    )
+    evaluation: dict = field(
+        default_factory=dict, metadata={"help": "EvaluationArguments fields for every arm's evaluation."}
+    )
+    evaluate_checkpoint: bool = field(
+        default=True, metadata={"help": "Also a row for the checkpoint itself."}
+    )
+    table_tasks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    output_dir: str = "outputs/tiny/experiment"
+
+
 def parse_args(*dataclass_types, args: list[str] | None = None):
     """Parse `--config <yaml>` plus `--key value` overrides into the given dataclasses."""
     from trl import TrlParser
@@ -244,6 +369,9 @@ def stage_arguments(stage: str) -> tuple:
         "pretrain": (ModelArguments, PretrainArguments, TrainingArguments),
         "influence": (InfluenceArguments,),
         "influence_exact": (InfluenceArguments,),
+        "filter": (SelectionArguments,),
+        "evaluate": (EvaluationArguments,),
+        "experiment": (ExperimentArguments,),
     }
     if stage not in stages:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")
@@ -266,13 +394,15 @@ def load_stage_config(stage: str, recipe: str = "tiny", output_root: str | None 
                 return output_root + value[len(prefix) :]
             if isinstance(value, list):
                 return [move(item) for item in value]
+            if isinstance(value, dict):
+                return {key: move(item) for key, item in value.items()}
             return value
 
         moved = [
             {
                 f.name: move(getattr(c, f.name))
                 for f in dataclasses.fields(c)
-                if f.init and isinstance(getattr(c, f.name), str | list)
+                if f.init and isinstance(getattr(c, f.name), str | list | dict)
             }
             for c in configs
         ]

@@ -25,3 +25,14 @@ def ensure_stage_02(output_root: str, recipe: str = "tiny", corpus_overrides=Non
     ensure_stage_01(output_root, recipe, **(corpus_overrides or {}))
     if not any((Path(output_root) / "pretrain").glob("checkpoint-*")):
         run_pretraining(*load_stage_config("pretrain", recipe, output_root, **train_overrides))
+
+
+def ensure_stage_03(
+    output_root: str, recipe: str = "tiny", corpus_overrides=None, train_overrides=None, **influence_overrides
+) -> None:
+    """Stages 01-03 under `output_root`: the pool scored at the recipe's checkpoints (finished score
+    sets are kept, so this only scores what is missing)."""
+    from .influence import run_influence_stage
+
+    ensure_stage_02(output_root, recipe, corpus_overrides, **(train_overrides or {}))
+    run_influence_stage(load_stage_config("influence", recipe, output_root, **influence_overrides))

@@ -111,10 +111,11 @@ class ExactScorer:
         self.seconds = {"step": 0.0, "validation": 0.0, "restore": 0.0}  # where the time goes (benchmarks)
 
     def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"influence", "loss_before", "loss_after"}: float64 vectors over tasks."""
+        """{"influence", "loss_before", "loss_after"}: float64 vectors over tasks; "candidate_loss":
+        the block's own loss before the step."""
         start = time.perf_counter()
         try:
-            training_step(self.model, self.optimizer, input_ids, self.max_grad_norm)
+            candidate_loss = training_step(self.model, self.optimizer, input_ids, self.max_grad_norm)
             stepped = time.perf_counter()
             after = self.validation.losses(self.model)
             validated = time.perf_counter()
@@ -124,4 +125,9 @@ class ExactScorer:
         self.seconds["step"] += stepped - start
         self.seconds["validation"] += validated - stepped
         self.seconds["restore"] += restored - validated
-        return {"influence": self.loss_before - after, "loss_before": self.loss_before, "loss_after": after}
+        return {
+            "influence": self.loss_before - after,
+            "loss_before": self.loss_before,
+            "loss_after": after,
+            "candidate_loss": torch.tensor(candidate_loss, dtype=torch.float64),
+        }

@@ -77,7 +77,9 @@ class FirstOrderScorer:
         self.model.train()
         self.model.zero_grad(set_to_none=True)
         batch = input_ids.reshape(1, -1)
-        self.model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss.backward()
+        loss = self.model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+        loss.backward()
+        self.candidate_loss = float(loss.detach())  # free here; the perplexity baseline ranks by it
         grad = flatten_grads(self.params)
         self.model.zero_grad(set_to_none=True)
         return grad
@@ -103,4 +105,4 @@ class FirstOrderScorer:
 
     def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         change = self.task_grads @ self.delta(self.candidate_gradient(input_ids)).to(self.task_grads.dtype)
-        return {"influence": -change.double().cpu()}
+        return {"influence": -change.double().cpu(), "candidate_loss": torch.tensor(self.candidate_loss)}

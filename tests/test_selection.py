@@ -1,0 +1,214 @@
+"""Stage 04: selection strategies, their sizes and seeds, the written output, and bad inputs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from datasets import Dataset, load_from_disk
+
+from codesift.configs import SelectionArguments
+from codesift.selection import (
+    SelectionError,
+    gumbel_top_k,
+    run_selection_stage,
+    select,
+    top_k,
+    zscore,
+)
+
+
+@pytest.fixture(scope="module")
+def pool(micro_corpus):
+    return load_from_disk(str(micro_corpus / "blocks"))["candidates"]
+
+
+def fake_scores(block_ids, seed=0, **replace):
+    """A stage-03-shaped scores dataset with seeded values (shuffled rows, as shards may be)."""
+    rng = np.random.default_rng(seed)
+    ids = list(rng.permutation(block_ids))
+    columns = {
+        "block_id": ids,
+        "step": [8] * len(ids),
+        "method": ["adam_update"] * len(ids),
+        "influence_humaneval": rng.normal(0, 0.01, len(ids)).tolist(),
+        "influence_mbpp": rng.normal(0, 0.03, len(ids)).tolist(),
+        "candidate_loss": rng.uniform(2, 6, len(ids)).tolist(),
+    }
+    columns.update(replace)
+    return Dataset.from_dict(columns)
+
+
+@pytest.fixture(scope="module")
+def scores_dir(pool, tmp_path_factory):
+    path = tmp_path_factory.mktemp("scores") / "step-8" / "adam_update"
+    fake_scores([int(b) for b in pool["block_id"]]).save_to_disk(str(path))
+    return path
+
+
+def args_for(micro_corpus, scores_dir, tmp_path, **overrides):
+    fields = dict(
+        scores=str(scores_dir),
+        candidates=str(micro_corpus / "blocks"),
+        documents=str(micro_corpus / "documents"),
+        tasks=["humaneval"],
+        fraction=0.2,
+        output_dir=str(tmp_path / "selection"),
+    )
+    return SelectionArguments(**{**fields, **overrides})
+
+
+def score_by_block(scores_dir, column):
+    scores = load_from_disk(str(scores_dir))
+    return dict(zip(scores["block_id"], scores[column], strict=True))
+
+
+@pytest.mark.parametrize(
+    "strategy,extra,size",
+    [
+        ("top_k", {}, 8),
+        ("gumbel_top_k", {"temperature": 0.5}, 8),
+        ("random", {}, 8),
+        ("perplexity", {"perplexity_band": "middle"}, 8),
+        ("full", {}, 40),
+        ("top_k", {"tasks": ["humaneval", "mbpp"], "aggregate": "min"}, 8),
+    ],
+)
+def test_each_strategy_keeps_its_size_and_repeats_itself(
+    micro_corpus, scores_dir, tmp_path, strategy, extra, size
+):
+    args = args_for(micro_corpus, scores_dir, tmp_path, strategy=strategy, **extra)
+    first, second = select(args), select(args)
+    assert len(first.blocks) == size == first.metadata["kept_blocks"]
+    assert list(first.blocks["block_id"]) == list(second.blocks["block_id"])
+    assert first.metadata["strategy"] == strategy and first.metadata["seed"] == 42
+
+
+def test_top_k_keeps_the_highest_scores(micro_corpus, scores_dir, tmp_path):
+    chosen = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="top_k")).blocks
+    values = score_by_block(scores_dir, "influence_humaneval")
+    best = sorted(values, key=values.get, reverse=True)[:8]
+    assert sorted(chosen["block_id"]) == sorted(best)
+    # the kept rows carry their scores, joined by block_id
+    for block_id, value in zip(chosen["block_id"], chosen["influence_humaneval"], strict=True):
+        assert value == pytest.approx(values[block_id])
+
+
+def test_aggregate_is_the_mean_of_per_task_z_scores(micro_corpus, scores_dir, tmp_path, pool):
+    chosen = select(
+        args_for(micro_corpus, scores_dir, tmp_path, strategy="top_k", tasks=["humaneval", "mbpp"])
+    )
+    ids = [int(b) for b in pool["block_id"]]
+    he, mb = score_by_block(scores_dir, "influence_humaneval"), score_by_block(scores_dir, "influence_mbpp")
+    mean_z = (zscore([he[b] for b in ids]) + zscore([mb[b] for b in ids])) / 2
+    assert sorted(chosen.blocks["block_id"]) == sorted(ids[i] for i in np.argsort(-mean_z)[:8])
+    weighted = select(
+        args_for(
+            micro_corpus,
+            scores_dir,
+            tmp_path,
+            strategy="top_k",
+            tasks=["humaneval", "mbpp"],
+            aggregate="weighted",
+            weights={"humaneval": 1.0, "mbpp": 0.0},
+        )  # fmt: skip
+    )
+    alone = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="top_k"))
+    assert sorted(weighted.blocks["block_id"]) == sorted(alone.blocks["block_id"])
+
+
+def test_gumbel_top_k_at_zero_temperature_is_top_k():
+    values = np.random.default_rng(3).normal(size=500)
+    assert np.array_equal(gumbel_top_k(values, 100, 0.0, seed=1), top_k(values, 100))
+    assert np.array_equal(gumbel_top_k(values, 100, 1e-9, seed=1), top_k(values, 100))
+    noisy = [set(gumbel_top_k(values, 100, 1.0, seed=s)) for s in (1, 2)]
+    assert noisy[0] != noisy[1]  # a real temperature samples
+    overlap = len(noisy[0] & set(top_k(values, 100))) / 100
+    assert 0.2 < overlap < 1.0  # ...but still prefers high values over chance (0.2)
+
+
+def test_random_baseline_differs_across_seeds_not_within(micro_corpus, scores_dir, tmp_path):
+    def ids(seed):
+        return list(
+            select(args_for(micro_corpus, scores_dir, tmp_path, strategy="random", seed=seed)).blocks[
+                "block_id"
+            ]
+        )
+
+    assert ids(1) == ids(1)
+    assert ids(1) != ids(2)
+
+
+def test_threshold_and_perplexity_bands(micro_corpus, scores_dir, tmp_path):
+    values = score_by_block(scores_dir, "influence_humaneval")
+    cut = sorted(values.values())[-5]
+    kept = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="threshold", threshold=cut)).blocks
+    assert sorted(kept["block_id"]) == sorted(b for b, v in values.items() if v >= cut)
+    losses = score_by_block(scores_dir, "candidate_loss")
+    low = select(
+        args_for(micro_corpus, scores_dir, tmp_path, strategy="perplexity", perplexity_band="low")
+    ).blocks
+    high = select(
+        args_for(micro_corpus, scores_dir, tmp_path, strategy="perplexity", perplexity_band="high")
+    ).blocks
+    assert sorted(low["block_id"]) == sorted(sorted(losses, key=losses.get)[:8])
+    assert max(losses[b] for b in low["block_id"]) < min(losses[b] for b in high["block_id"])
+
+
+def test_stage_writes_blocks_parquet_report_and_plots(micro_corpus, scores_dir, tmp_path):
+    from codesift.training import load_blocks
+
+    args = args_for(micro_corpus, scores_dir, tmp_path, strategy="gumbel_top_k", name="he_gumbel")
+    metadata = run_selection_stage(args)
+    out = tmp_path / "selection"
+    blocks = load_blocks(str(out / "blocks"))  # what scripts/pretrain.py --blocks reads
+    assert len(blocks) == 8 and "input_ids" in blocks.column_names
+    parquet = Dataset.from_parquet(str(out / "data" / "train-00000-of-00001.parquet"))
+    assert sorted(parquet["block_id"]) == sorted(blocks["block_id"])
+    report = json.loads((out / "selection.json").read_text())
+    assert (
+        report["name"] == "he_gumbel"
+        and report["temperature"] == 0.25
+        and report == json.loads(json.dumps(metadata))
+    )
+    assert report["kept_tokens"] == 8 * len(blocks[0]["input_ids"])
+    assert sum(row["kept"] for row in report["packages"]) == 8
+    assert sum(row["candidates"] for row in report["packages"]) == 40
+    assert (out / "plots" / "score_histogram.png").stat().st_size > 0
+    assert (out / "plots" / "kept_by_package.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"fraction": 0.0}, "fraction must be in"),
+        ({"fraction": 1.5}, "fraction must be in"),
+        ({"fraction": math.nan}, "fraction must be in"),
+        ({"tasks": ["apps"]}, r"task\(s\) \['apps'\] not in the scores"),
+        ({"strategy": "best"}, "unknown strategy"),
+        ({"strategy": "threshold"}, "needs `threshold`"),
+        ({"tasks": ["humaneval", "mbpp"], "aggregate": "median"}, "unknown aggregate"),
+    ],
+)
+def test_bad_arguments_fail_and_write_nothing(micro_corpus, scores_dir, tmp_path, overrides, message):
+    with pytest.raises(SelectionError, match=message):
+        run_selection_stage(args_for(micro_corpus, scores_dir, tmp_path, **overrides))
+    assert not (tmp_path / "selection").exists()
+
+
+def test_bad_scores_fail_naming_the_block_and_write_nothing(micro_corpus, pool, tmp_path):
+    ids = [int(b) for b in pool["block_id"]]
+    partial = tmp_path / "partial"
+    fake_scores(ids[:-3]).save_to_disk(str(partial))
+    with pytest.raises(SelectionError, match="3 of 40 candidates have no score"):
+        run_selection_stage(args_for(micro_corpus, partial, tmp_path, strategy="top_k"))
+    values = list(fake_scores(ids)["influence_humaneval"])
+    values[7] = math.inf
+    broken = tmp_path / "broken"
+    fake_scores(ids, influence_humaneval=values).save_to_disk(str(broken))
+    bad_block = fake_scores(ids)["block_id"][7]
+    with pytest.raises(SelectionError, match=f"non-finite value.*influence_humaneval.*block_id {bad_block}"):
+        run_selection_stage(args_for(micro_corpus, broken, tmp_path, strategy="top_k"))
+    with pytest.raises(SelectionError, match="no scores dataset"):
+        run_selection_stage(args_for(micro_corpus, tmp_path / "nowhere", tmp_path, strategy="top_k"))
+    assert not (tmp_path / "selection").exists()
