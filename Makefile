@@ -29,7 +29,8 @@ demo: install
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence.yaml
 	$(PY) scripts/filter_data.py --config recipes/$(RECIPE)/filter.yaml
 	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml
-	@echo "demo finished; everything is under outputs/$(RECIPE)/. The results table: outputs/$(RECIPE)/experiment/results.md (plot: results.png)"
+	$(PY) scripts/push_to_hub.py --config recipes/$(RECIPE)/push_to_hub.yaml   # export only; --push true uploads
+	@echo "demo finished; everything is under outputs/$(RECIPE)/. The results table: outputs/$(RECIPE)/experiment/results.md (plot: results.png); Hub-ready exports: outputs/$(RECIPE)/hub/"
 
 # The results table over three seeds (reuses the demo's warm-up, scores and finished cells).
 table: install

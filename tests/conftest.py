@@ -53,7 +53,7 @@ def micro_corpus(tmp_path_factory):
     from codesift.configs import CorpusArguments
     from codesift.corpus import build_corpus
     from codesift.tasks import build_validation_sets
-    from codesift.utils import save_to_disk
+    from codesift.utils import save_to_disk, write_json
 
     root = tmp_path_factory.mktemp("micro")
     code = root / "code"
@@ -61,8 +61,10 @@ def micro_corpus(tmp_path_factory):
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     for name in ("textwrap.py", "shlex.py", "csv.py", "fractions.py", "glob.py", "fnmatch.py"):
         shutil.copy(stdlib / name, code / name)
-    sets = build_validation_sets(["humaneval"], select_fraction=0.5).to_dataset_dict()
+    built = build_validation_sets(["humaneval"], select_fraction=0.5)
+    sets = built.to_dataset_dict()
     save_to_disk(sets, root / "validation_sets")
+    write_json(root / "validation_sets" / "metadata.json", built.metadata)
     args = CorpusArguments(
         sources=[f"dir:{code}"],
         validation_sets=None,

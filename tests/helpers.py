@@ -61,6 +61,8 @@ def micro_args(corpus, output_dir, *extra, **model_overrides):
         ModelArguments, PretrainArguments, TrainingArguments, args=micro_cli(corpus, output_dir, *extra)
     )
     model_args = dataclasses.replace(model_args, model_overrides={**MICRO, **model_overrides})
+    if "--schedule_total_steps" not in map(str, extra):  # the recipe's 600-step schedule is not a micro run's
+        pretrain_args = dataclasses.replace(pretrain_args, schedule_total_steps=None)
     return model_args, pretrain_args, training_args
 
 

@@ -13,8 +13,8 @@ from codesift.evaluation import (
     EvaluationError,
     completion_losses,
     generate_completions,
-    run_evaluation_stage,
     program_tests,
+    run_evaluation_stage,
     truncate_at_stop,
 )
 from codesift.tokenizer import load_tokenizer

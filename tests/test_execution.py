@@ -88,7 +88,9 @@ def test_network_connections_are_refused():
     port = server.getsockname()[1]
     raw = run_program(f"import socket\nsocket.socket().connect(('127.0.0.1', {port}))\n", FAST)
     assert not raw.passed and "socket.connect" in raw.status
-    resolved = run_program(f"import socket\nsocket.create_connection(('localhost', {port}), timeout=1)\n", FAST)
+    resolved = run_program(
+        f"import socket\nsocket.create_connection(('localhost', {port}), timeout=1)\n", FAST
+    )
     assert not resolved.passed and "sandbox: socket" in resolved.status
     with pytest.raises(socket.timeout):
         server.accept()  # nothing ever connected
@@ -170,12 +172,14 @@ def test_metric_module_matches_code_eval_interface_and_human_eval():
     assert set(first) == {"task_id", "passed", "result", "completion_id"} and first["result"] == "passed"
 
 
-def test_humaneval_reference_solutions_all_pass(shared_data):
+def test_reference_solutions_all_pass(shared_data):
     from codesift.evaluation import reference_pass_at_1
     from codesift.tasks import build_validation_sets
 
-    sets = build_validation_sets(["humaneval"]).to_dataset_dict()
-    score, failed = reference_pass_at_1(sets, "humaneval")
-    assert failed == [] and score == 1.0
+    sources = {"mbpp": str(shared_data / "mbpp" / "mbpp.jsonl")}
+    sets = build_validation_sets(["humaneval", "mbpp"], task_sources=sources).to_dataset_dict()
+    for task in ("humaneval", "mbpp"):
+        score, failed = reference_pass_at_1(sets, task)
+        assert failed == [] and score == 1.0, (task, failed)
     broken = sets["humaneval"].map(lambda row: {"completion": "    return None\n"})
     assert reference_pass_at_1({"humaneval": broken}, "humaneval")[0] < 0.05

@@ -8,15 +8,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # per-notebook parameters injected into the cell tagged "parameters": a smaller corpus, fewer steps
+SHORT_RUN = {
+    "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
+    "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
+}
+SCORED = {
+    **SHORT_RUN,
+    "influence_overrides": {"checkpoint": ["pretrain/checkpoint-20"], "max_candidates": 40, "shard_size": 20},
+}
+TWO_ARMS = {
+    "checkpoint": "pretrain/checkpoint-20",
+    "scores": "influence/step-20/adam_update",
+    "max_candidates": 40,
+    "strategies": [
+        {"name": "random", "strategy": "random"},
+        {"name": "influence_mean", "strategy": "gumbel_top_k", "tasks": ["humaneval", "mbpp"]},
+    ],
+    "continue_steps": 3,
+    "seeds": [1],
+}
 PARAMETERS = {
-    "01_build_validation_sets": {"corpus_overrides": {"max_documents": 300, "num_candidates": 500}},
-    "02_pretrain": {
-        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
-        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
-    },
+    "01_build_validation_sets": {"corpus_overrides": SHORT_RUN["corpus_overrides"]},
+    "02_pretrain": SHORT_RUN,
     "03_compute_influence": {
-        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
-        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
+        **SHORT_RUN,
         "influence_overrides": {
             "checkpoint": ["pretrain/checkpoint-10", "pretrain/checkpoint-20"],
             "max_candidates": 40,
@@ -25,35 +40,11 @@ PARAMETERS = {
         "exact_overrides": {"checkpoint": ["pretrain/checkpoint-10"], "max_candidates": 15},
     },
     "04_filter": {
-        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
-        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
-        "influence_overrides": {
-            "checkpoint": ["pretrain/checkpoint-20"],
-            "max_candidates": 40,
-            "shard_size": 20,
-        },
+        **SCORED,
         "filter_overrides": {"scores": "influence/step-20/adam_update", "max_candidates": 40},
     },
-    "06_continue_and_evaluate": {
-        "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
-        "train_overrides": {"max_steps": 30, "eval_steps": 10, "save_steps": 10, "logging_steps": 5},
-        "influence_overrides": {
-            "checkpoint": ["pretrain/checkpoint-20"],
-            "max_candidates": 40,
-            "shard_size": 20,
-        },
-        "experiment_overrides": {
-            "checkpoint": "pretrain/checkpoint-20",
-            "scores": "influence/step-20/adam_update",
-            "max_candidates": 40,
-            "strategies": [
-                {"name": "random", "strategy": "random"},
-                {"name": "influence_mean", "strategy": "gumbel_top_k", "tasks": ["humaneval", "mbpp"]},
-            ],
-            "continue_steps": 3,
-            "seeds": [1],
-        },
-    },
+    "06_continue_and_evaluate": {**SCORED, "experiment_overrides": TWO_ARMS},
+    "07_push_to_hub": {**SCORED, "experiment_overrides": TWO_ARMS},
 }
 PATH_KEYS = ("checkpoint", "scores")  # paths inside the shared output folder
 

@@ -174,6 +174,7 @@ def test_stage_writes_blocks_parquet_report_and_plots(micro_corpus, scores_dir, 
     assert report["kept_tokens"] == 8 * len(blocks[0]["input_ids"])
     assert sum(row["kept"] for row in report["packages"]) == 8
     assert sum(row["candidates"] for row in report["packages"]) == 40
+    assert report["sources"] == [{"source": "dir", "candidates": 40, "kept": 8, "share_kept": 0.2}]
     assert (out / "plots" / "score_histogram.png").stat().st_size > 0
     assert (out / "plots" / "kept_by_package.png").stat().st_size > 0
 

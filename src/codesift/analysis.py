@@ -230,6 +230,10 @@ def plot_results_table(summary: dict, columns: list[tuple[str, str]], path=None)
             low, high = min(finite), max(finite)
             pad = max(0.02, (high - low) * 0.6)
             ax.set_xlim(low - pad, high + pad)
+        elif finite:  # a rate: from 0, wide enough to read even when every arm scores 0
+            ax.set_xlim(
+                0, max(0.05, max(m + c for m, c in zip(means, cis, strict=True) if m is not None) * 1.2)
+            )
         ax.set_title(title, fontsize=9)
     axes_list = np.atleast_1d(axes)
     axes_list[0].set_yticks(range(len(arms)), arms, fontsize=8)

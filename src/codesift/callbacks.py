@@ -46,6 +46,7 @@ class ScheduleRecorderCallback(TrainerCallback):
 CALLBACKS: dict[str, type[TrainerCallback] | str] = {
     "log_history": LogHistoryCallback,
     "influence": "codesift.influence.callback:InfluenceCallback",
+    "push_to_hub_revision": "codesift.hub:PushRevisionCallback",
 }
 
 

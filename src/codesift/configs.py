@@ -325,6 +325,37 @@ class ExperimentArguments:
     output_dir: str = "outputs/tiny/experiment"
 
 
+@dataclass
+class HubArguments:
+    """Stage 07: export a selection and its model as Hub repo folders with cards; push on request."""
+
+    experiment_dir: str = field(
+        default="outputs/tiny/experiment", metadata={"help": "Stage 06 output; the arm is taken from it."}
+    )
+    arm: str = field(default="best", metadata={"help": "An arm name, or best (lowest mean report loss)."})
+    seed: int | None = field(default=None, metadata={"help": "Which seed's cell (default: the first)."})
+    selection_dir: str | None = field(
+        default=None, metadata={"help": "A stage-04 output instead of the arm's."}
+    )
+    model_dir: str | None = field(default=None, metadata={"help": "A model folder instead of the arm's."})
+    corpus_dir: str = "outputs/tiny/corpus"
+    validation_sets: str = "outputs/tiny/validation_sets"
+    recipe_dir: str = field(default="recipes/tiny", metadata={"help": "Recipe files copied into the repos."})
+    output_dir: str = field(
+        default="outputs/tiny/hub", metadata={"help": "One folder per repo, named after it."}
+    )
+    dataset_repo_id: str = "codesift/tiny-stdlib-influence-selected"
+    model_repo_id: str = "codesift/tiny-llama-continued-on-influence-selected"
+    base_model: str | None = field(
+        default=None, metadata={"help": "Hub id of the published checkpoint the model continued from."}
+    )
+    push: bool = field(default=False, metadata={"help": "Upload (needs a HF login or HF_TOKEN)."})
+    dry_run: bool = field(default=False, metadata={"help": "List what would be uploaded; upload nothing."})
+    private: bool = True
+    revision: str | None = field(default=None, metadata={"help": "A branch to push to (default main)."})
+    commit_message: str = "Upload with codesift"
+
+
 def parse_args(*dataclass_types, args: list[str] | None = None):
     """Parse `--config <yaml>` plus `--key value` overrides into the given dataclasses."""
     from trl import TrlParser
@@ -372,6 +403,7 @@ def stage_arguments(stage: str) -> tuple:
         "filter": (SelectionArguments,),
         "evaluate": (EvaluationArguments,),
         "experiment": (ExperimentArguments,),
+        "push_to_hub": (HubArguments,),
     }
     if stage not in stages:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")

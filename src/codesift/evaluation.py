@@ -137,8 +137,8 @@ def import_evaluate_library():
     if module is not None and hasattr(module, "load"):
         return module
     saved = list(sys.path)
-    here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
-    sys.path[:] = [p for p in sys.path if here is None or Path(p or ".").resolve() != here]
+    # a folder holding a plain evaluate.py (not the library's package folder) is left out
+    sys.path[:] = [p for p in sys.path if not (Path(p or ".") / "evaluate.py").is_file()]
     sys.modules.pop("evaluate", None)
     try:
         return importlib.import_module("evaluate")

@@ -304,7 +304,8 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
         f"- Machine: {machine_description()}",
         f"- Mean ± 95% CI (t) over {n_seeds} seed(s); losses are mean completion-token NLL (lower is "
         "better); `report` problems were never used to choose data, `select` ones were.",
-        "- Selection time counts scoring the pool (influence) or the candidates' losses (perplexity).",
+        "- Selection time counts scoring the whole pool (influence arms) and choosing; the perplexity arm's "
+        "losses come free with the scoring (else their forward pass is counted).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

@@ -300,22 +300,18 @@ def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int]):
     )
 
 
-def package_shares(candidates, kept: np.ndarray, documents) -> list[dict]:
-    """Per package (of a block's first document): candidates, kept, and the share kept."""
+def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package") -> list[dict]:
+    """Per value of a document column (package, source) of a block's first document: candidates,
+    kept, and the share kept."""
     from collections import Counter
 
-    package_of = dict(zip(documents["doc_id"], documents["package"], strict=True))
-    packages = [package_of.get(doc_ids[0], "?") for doc_ids in candidates["doc_ids"]]
-    total = Counter(packages)
-    kept_counts = Counter(packages[i] for i in kept)
+    value_of = dict(zip(documents["doc_id"], documents[column], strict=True))
+    values = [value_of.get(doc_ids[0], "?") for doc_ids in candidates["doc_ids"]]
+    total = Counter(values)
+    kept_counts = Counter(values[i] for i in kept)
     rows = [
-        {
-            "package": p,
-            "candidates": total[p],
-            "kept": kept_counts[p],
-            "share_kept": kept_counts[p] / total[p],
-        }
-        for p in total
+        {column: v, "candidates": total[v], "kept": kept_counts[v], "share_kept": kept_counts[v] / total[v]}
+        for v in total
     ]
     return sorted(rows, key=lambda r: -r["candidates"])
 
@@ -332,7 +328,8 @@ def write_selection(selection: Selection, output_dir, candidates=None, documents
         selection.blocks.to_parquet(str(tmp / "data" / "train-00000-of-00001.parquet"))
         report = dict(selection.metadata)
         if documents is not None and candidates is not None and "doc_ids" in candidates.column_names:
-            report["packages"] = package_shares(candidates, selection.kept, documents)
+            report["sources"] = shares_kept(candidates, selection.kept, documents, "source")
+            report["packages"] = shares_kept(candidates, selection.kept, documents, "package")
             plot_package_shares(report["packages"], tmp / "plots" / "kept_by_package.png")
         if selection.values is not None:
             plot_selection_histogram(

@@ -1,0 +1,29 @@
+"""Stage 07: export the best selection and its model as Hub repo folders with cards; push on request.
+
+    python scripts/push_to_hub.py --config recipes/tiny/push_to_hub.yaml                 # export only (offline)
+    python scripts/push_to_hub.py --config recipes/tiny/push_to_hub.yaml --dry_run true  # list the uploads
+    python scripts/push_to_hub.py --config recipes/tiny/push_to_hub.yaml --push true \
+        --dataset_repo_id <you>/<dataset> --model_repo_id <you>/<model>                  # upload
+
+The exports (outputs/<recipe>/hub/dataset and model) load with `load_dataset(<folder>)` and
+`from_pretrained(<folder>)` exactly as the Hub repos will. The token comes from `hf auth login` or
+HF_TOKEN; it is never printed, logged or written.
+"""
+
+import json
+import logging
+
+from codesift.configs import HubArguments, parse_args
+from codesift.hub import run_hub_stage
+
+logger = logging.getLogger(__name__)
+
+
+def main(args: HubArguments) -> None:
+    report = run_hub_stage(args)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    main(parse_args(HubArguments))
