@@ -75,3 +75,33 @@ def micro_corpus(tmp_path_factory):
     )
     build_corpus(args, root / "corpus", sets)
     return root / "corpus"
+
+
+@pytest.fixture(scope="session")
+def scored_micro_run(micro_corpus, tmp_path_factory):
+    """A 4-step micro warm-up of a 10-step schedule and its whole 40-block pool scored at the end
+    (adam_update, HumanEval select half): (run folder, checkpoint, scores folder)."""
+    from helpers import train
+
+    from codesift.configs import InfluenceArguments
+    from codesift.influence import run_influence_stage
+
+    root = tmp_path_factory.mktemp("scored_run")
+    train(micro_corpus, root / "pretrain", "--max_steps", 4, "--schedule_total_steps", 10, "--save_steps", 4)
+    run_influence_stage(
+        InfluenceArguments(
+            checkpoint=[str(root / "pretrain" / "checkpoint-4")],
+            candidates=str(micro_corpus / "blocks"),
+            validation_sets=str(micro_corpus / "validation_tokenized"),
+            tasks=["humaneval"],
+            methods=["adam_update"],
+            eval_batch_size=16,
+            shard_size=20,
+            output_dir=str(root / "influence"),
+        )
+    )
+    return (
+        root / "pretrain",
+        root / "pretrain" / "checkpoint-4",
+        root / "influence" / "step-4" / "adam_update",
+    )

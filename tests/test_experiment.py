@@ -4,32 +4,16 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, MomentProbe, train
+from helpers import ROOT, MomentProbe
 
-from codesift.configs import ExperimentArguments, InfluenceArguments
+from codesift.configs import ExperimentArguments
 from codesift.experiment import CHECKPOINT_ROW, ExperimentError, continue_pretraining, run_experiment
-from codesift.influence import run_influence_stage
 
 
 @pytest.fixture(scope="module")
-def warm_up(micro_corpus, tmp_path_factory):
-    """A 4-step warm-up of a 10-step schedule, and the whole 40-block pool scored at its end."""
-    root = tmp_path_factory.mktemp("experiment")
-    train(micro_corpus, root / "pretrain", "--max_steps", 4, "--schedule_total_steps", 10, "--save_steps", 4)
-    checkpoint = root / "pretrain" / "checkpoint-4"
-    run_influence_stage(
-        InfluenceArguments(
-            checkpoint=[str(checkpoint)],
-            candidates=str(micro_corpus / "blocks"),
-            validation_sets=str(micro_corpus / "validation_tokenized"),
-            tasks=["humaneval"],
-            methods=["adam_update"],
-            eval_batch_size=16,
-            shard_size=20,
-            output_dir=str(root / "influence"),
-        )
-    )
-    return checkpoint, root / "influence" / "step-4" / "adam_update"
+def warm_up(scored_micro_run):
+    """(checkpoint, scores): the shared micro warm-up and its scored pool."""
+    return scored_micro_run[1], scored_micro_run[2]
 
 
 def experiment_args(micro_corpus, warm_up, out, **overrides):

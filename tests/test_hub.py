@@ -11,7 +11,7 @@ from helpers import ROOT, train
 from hub_server import FakeHub
 from transformers import AutoModelForCausalLM
 
-from codesift.configs import InfluenceArguments, SelectionArguments
+from codesift.configs import SelectionArguments
 from codesift.hub import (
     ExportSources,
     HubError,
@@ -25,31 +25,19 @@ from codesift.hub import (
     load_published_dataset,
     push_folder,
 )
-from codesift.influence import run_influence_stage
 from codesift.selection import run_selection_stage
 
 TOKEN = "hf_codesiftTestToken0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def sources(micro_corpus, tmp_path_factory):
+def sources(micro_corpus, scored_micro_run, tmp_path_factory):
     """A micro run, its pool scored, a Gumbel-top-k selection: what an export is made from."""
+    run, _, scores = scored_micro_run
     root = tmp_path_factory.mktemp("hub")
-    train(micro_corpus, root / "pretrain", "--max_steps", 4, "--schedule_total_steps", 10, "--save_steps", 4)
-    run_influence_stage(
-        InfluenceArguments(
-            checkpoint=[str(root / "pretrain" / "checkpoint-4")],
-            candidates=str(micro_corpus / "blocks"),
-            validation_sets=str(micro_corpus / "validation_tokenized"),
-            tasks=["humaneval"],
-            methods=["adam_update"],
-            shard_size=40,
-            output_dir=str(root / "influence"),
-        )
-    )
     run_selection_stage(
         SelectionArguments(
-            scores=str(root / "influence" / "step-4" / "adam_update"),
+            scores=str(scores),
             candidates=str(micro_corpus / "blocks"),
             documents=str(micro_corpus / "documents"),
             tasks=["humaneval"],
@@ -61,7 +49,7 @@ def sources(micro_corpus, tmp_path_factory):
         corpus_dir=micro_corpus,
         validation_sets=micro_corpus.parent / "validation_sets",
         recipe_dir=ROOT / "recipes" / "tiny",
-        model_dir=root / "pretrain",
+        model_dir=run,
     )
 
 

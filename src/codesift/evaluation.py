@@ -70,10 +70,11 @@ def generate_completions(
     top_p: float = 0.95,
     batch_size: int = 32,
     seed: int = 42,
+    stops=STOP_SEQUENCES,
 ) -> list[list[str]]:
-    """`num_samples` completions per prompt (greedy when temperature is 0), cut at the stop
-    sequences. Prompts are cut from the left to leave room for the completion in the context;
-    batches are left-padded."""
+    """`num_samples` completions per prompt (greedy when temperature is 0), cut at `stops`.
+    Prompts are cut from the left to leave room for the completion in the context; batches are
+    left-padded."""
     from tqdm.auto import tqdm
 
     context = model.config.max_position_embeddings
@@ -109,7 +110,7 @@ def generate_completions(
             )
         texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
         for i in range(len(chunk)):
-            out.append([truncate_at_stop(t) for t in texts[i * num_samples : (i + 1) * num_samples]])
+            out.append([truncate_at_stop(t, stops) for t in texts[i * num_samples : (i + 1) * num_samples]])
     return out
 
 

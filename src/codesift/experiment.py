@@ -131,16 +131,16 @@ def check_experiment(args) -> None:
         raise ExperimentError(f"arm names must be unique; got {names}")
     if args.continue_steps < 1:
         raise ExperimentError("continue_steps must be at least 1")
-    for spec in args.strategies:
-        from .selection import check_arguments
+    from .selection import check_arguments
 
+    for spec in args.strategies:
         check_arguments(arm_arguments(args, spec, 0, "unused"))
 
 
 def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric) -> dict:
     """One arm at one seed: select, continue pretraining, evaluate; metrics.json marks it done."""
     from .evaluation import evaluate_model
-    from .selection import select, write_selection
+    from .selection import SCORE_STRATEGIES, select, write_selection
     from .utils import write_jsonl
 
     selection_args = arm_arguments(args, spec, seed, cell / "selection")
@@ -151,7 +151,7 @@ def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric
     (cell / "evaluation").mkdir(parents=True, exist_ok=True)
     write_jsonl(cell / "evaluation" / "samples.jsonl", results.pop("samples"))
     selection_seconds = selection.metadata["selection_seconds"]
-    if selection_args.strategy in ("top_k", "gumbel_top_k", "threshold"):
+    if selection_args.strategy in SCORE_STRATEGIES:
         selection_seconds += scoring_seconds(args.scores)
     elif selection_args.strategy == "perplexity":
         selection_seconds += losses_seconds(cell.parent.parent)
@@ -177,9 +177,11 @@ def losses_seconds(output_dir) -> float:
 def candidate_losses_cached(args, candidates, output_dir: Path):
     """The perplexity baseline's signal: recorded by stage 03 while scoring (free), else computed
     once per experiment under the checkpoint (and timed)."""
-    from .selection import checkpoint_candidate_losses, recorded_candidate_losses
+    from .selection import checkpoint_candidate_losses, load_scores_dataset, recorded_candidate_losses
 
-    recorded = recorded_candidate_losses(args.scores, [int(b) for b in candidates["block_id"]])
+    recorded = recorded_candidate_losses(
+        load_scores_dataset(args.scores), [int(b) for b in candidates["block_id"]]
+    )
     if recorded is not None:
         return recorded
     start = time.perf_counter()

@@ -21,6 +21,8 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
+from .selection import SCORE_STRATEGIES
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILES = (
@@ -151,7 +153,7 @@ def validation_description(metadata: dict, scoring: dict) -> str:
 def selection_description(selection: dict) -> str:
     strategy = selection["strategy"]
     text = f"`{strategy}`, keep {selection['fraction']:.0%}, seed {selection['seed']}"
-    if strategy in ("top_k", "gumbel_top_k", "threshold"):
+    if strategy in SCORE_STRATEGIES:
         tasks = selection.get("tasks") or ["all tasks"]
         text += f", ranked by {'the ' + selection.get('aggregate', '') + ' of ' if len(tasks) > 1 else ''}"
         text += f"influence on {', '.join(tasks)}"
@@ -399,6 +401,13 @@ def export_dataset(sources: ExportSources, export_dir, repo_id: str) -> Path:
     return Path(export_dir)
 
 
+def copy_model_files(source: Path, target: Path) -> None:
+    """The files a model repo needs (MODEL_FILES that exist), never the training state."""
+    for name in MODEL_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, target / name)
+
+
 def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: str | None = None) -> Path:
     """A model folder as a Hub model repo: weights, config, tokenizer, README.md, recipe/. Training
     state (optimizer, training_args.bin, which can hold a hub token) is never exported."""
@@ -416,9 +425,7 @@ def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: s
     with atomic_directory(export_dir) as tmp:
         recipe_yaml = _copy_recipe(sources.recipe_dir, tmp / "recipe")
         card = model_card(facts, repo_id, Path(model_dir), recipe_yaml, base_model)
-        for name in MODEL_FILES:
-            if (Path(model_dir) / name).is_file():
-                shutil.copy(Path(model_dir) / name, tmp / name)
+        copy_model_files(Path(model_dir), tmp)
         card.save(tmp / "README.md")
     return Path(export_dir)
 
@@ -517,9 +524,7 @@ class PushRevisionCallback(TrainerCallback):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         branch = self.branch_format.format(step=state.global_step)
         with tempfile.TemporaryDirectory() as tmp:
-            for name in MODEL_FILES:
-                if (checkpoint / name).is_file():
-                    shutil.copy(checkpoint / name, Path(tmp) / name)
+            copy_model_files(checkpoint, Path(tmp))
             (Path(tmp) / "README.md").write_text(
                 f"---\nlibrary_name: transformers\ntags: [codesift, checkpoint]\n---\n# {self.repo_id} at step "
                 f"{state.global_step}\n\nA pretraining checkpoint pushed by codesift's PushRevisionCallback "
@@ -544,7 +549,7 @@ def choose_arm(experiment_dir: Path, arm: str, seed: int | None) -> tuple[str, i
         scored = [
             s.get("name") or s["strategy"]
             for s in arguments["strategies"]
-            if s.get("strategy") in ("top_k", "gumbel_top_k", "threshold")
+            if s.get("strategy") in SCORE_STRATEGIES
         ]
         keys = [f"loss/{t}/report" for t in arguments["table_tasks"]]
         ranked = [

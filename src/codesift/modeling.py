@@ -89,19 +89,8 @@ def build_model(config, seed: int):
 
 
 def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int = 64) -> str:
-    """The model's greedy continuation of `prompt` (the prompt cut from the left to fit the context)."""
-    import torch
+    """The model's greedy continuation of `prompt` (the prompt cut from the left to fit the context),
+    not cut at any stop sequence."""
+    from .evaluation import generate_completions
 
-    context = model.config.max_position_embeddings - max_new_tokens
-    ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"][-context:]
-    model.eval()
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([ids]),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+    return generate_completions(model, tokenizer, [prompt], max_new_tokens, stops=())[0][0]

@@ -44,6 +44,13 @@ def zscore(values) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
+def score_rows_of(scores, block_ids: list[int]) -> tuple[np.ndarray, list[int]]:
+    """(row of each candidate in the scores, in `block_ids` order; the block ids with no row)."""
+    position = {int(b): i for i, b in enumerate(scores["block_id"])}
+    missing = [b for b in block_ids if b not in position]
+    return np.array([position.get(b, -1) for b in block_ids], dtype=np.int64), missing
+
+
 def scores_for_candidates(scores, block_ids: list[int], source: str = "scores") -> dict[str, np.ndarray]:
     """{task: influence score of each candidate, in `block_ids` order}. Every candidate must be
     scored and every score finite."""
@@ -52,14 +59,12 @@ def scores_for_candidates(scores, block_ids: list[int], source: str = "scores") 
         raise SelectionError(
             f"{source}: a scores dataset needs block_id and influence_<task> columns; has {scores.column_names}"
         )
-    position = {int(b): i for i, b in enumerate(scores["block_id"])}
-    missing = [b for b in block_ids if b not in position]
+    rows, missing = score_rows_of(scores, block_ids)
     if missing:
         raise SelectionError(
             f"{source}: {len(missing)} of {len(block_ids)} candidates have no score (block_id "
             f"{missing[:5]}...); score the whole pool or set max_candidates to the scored part"
         )
-    rows = np.array([position[b] for b in block_ids], dtype=np.int64)
     table = {}
     for column in columns:
         values = np.asarray(scores[column], dtype=np.float64)[rows]
@@ -163,16 +168,13 @@ def candidate_losses(model, candidates, batch_size: int = 32) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def recorded_candidate_losses(scores_dir, block_ids: list[int]) -> np.ndarray | None:
-    """The candidates' own losses recorded by stage 03 (column `candidate_loss`), if it has them."""
-    scores = load_scores_dataset(scores_dir)
+def recorded_candidate_losses(scores, block_ids: list[int]) -> np.ndarray | None:
+    """The candidates' own losses recorded by stage 03 (column `candidate_loss`), if it has them
+    for every candidate."""
     if "candidate_loss" not in scores.column_names:
         return None
-    position = {int(b): i for i, b in enumerate(scores["block_id"])}
-    if any(b not in position for b in block_ids):
-        return None
-    values = np.asarray(scores["candidate_loss"], dtype=np.float64)
-    return values[[position[b] for b in block_ids]]
+    rows, missing = score_rows_of(scores, block_ids)
+    return None if missing else np.asarray(scores["candidate_loss"], dtype=np.float64)[rows]
 
 
 def checkpoint_candidate_losses(checkpoint: str, candidates, cache: str | Path | None = None) -> np.ndarray:
@@ -254,9 +256,8 @@ def select(args, candidates=None, losses=None) -> Selection:
         candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     block_ids = [int(b) for b in candidates["block_id"]]
     n, k = len(block_ids), kept_count(args.fraction, len(block_ids))
-    table = (
-        scores_for_candidates(load_scores_dataset(args.scores), block_ids, args.scores) if args.scores else {}
-    )
+    scores = load_scores_dataset(args.scores) if args.scores else None
+    table = scores_for_candidates(scores, block_ids, args.scores) if scores is not None else {}
     values = None
     if args.strategy in SCORE_STRATEGIES:
         values = aggregate_scores(table, args.tasks, args.aggregate, args.weights)
@@ -272,7 +273,7 @@ def select(args, candidates=None, losses=None) -> Selection:
         kept = random_k(n, k, args.seed)
     elif args.strategy == "perplexity":
         if losses is None:
-            losses = recorded_candidate_losses(args.scores, block_ids) if args.scores else None
+            losses = recorded_candidate_losses(scores, block_ids) if scores is not None else None
         if losses is None:
             losses = checkpoint_candidate_losses(args.perplexity_checkpoint, candidates)
         values = np.asarray(losses)
