@@ -33,8 +33,8 @@ from codesift.influence import (
     make_scorer,
     score_rows,
 )
-from codesift.influence.analysis import fidelity
 from codesift.influence.scoring import load_candidates
+from codesift.influence.stats import fidelity
 from codesift.training import load_eval_datasets
 
 

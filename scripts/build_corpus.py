@@ -7,6 +7,7 @@
 
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import CorpusArguments, parse_args
 from codesift.corpus import run_corpus_stage
 
@@ -31,5 +32,7 @@ def main(args: CorpusArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(CorpusArguments))
+    with report_errors():
+        args = parse_args(CorpusArguments)
+        setup_logging()
+        main(args)

@@ -7,6 +7,7 @@
 
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import ValidationSetsArguments, parse_args
 from codesift.tasks import run_validation_sets_stage
 
@@ -23,5 +24,7 @@ def main(args: ValidationSetsArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(ValidationSetsArguments))
+    with report_errors():
+        args = parse_args(ValidationSetsArguments)
+        setup_logging()
+        main(args)

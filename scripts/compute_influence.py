@@ -10,6 +10,7 @@ A killed run resumes where it stopped: finished shards are kept and only the res
 
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import InfluenceArguments, parse_args
 from codesift.influence import run_influence_stage
 from codesift.influence.scoring import write_influence_plots
@@ -27,5 +28,7 @@ def main(args: InfluenceArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(InfluenceArguments))
+    with report_errors():
+        args = parse_args(InfluenceArguments)
+        setup_logging()
+        main(args)

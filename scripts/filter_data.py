@@ -10,6 +10,7 @@ Writes <output_dir>/blocks (save_to_disk; `scripts/pretrain.py --blocks` reads i
 
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import SelectionArguments, parse_args
 from codesift.selection import run_selection_stage
 
@@ -29,5 +30,7 @@ def main(args: SelectionArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(SelectionArguments))
+    with report_errors():
+        args = parse_args(SelectionArguments)
+        setup_logging()
+        main(args)

@@ -10,10 +10,9 @@
         --max_steps 100 --output_dir outputs/tiny/continued
 """
 
-import logging
-
 from transformers import TrainingArguments
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import ModelArguments, PretrainArguments, parse_args
 from codesift.training import run_pretraining
 
@@ -26,5 +25,9 @@ def main(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(*parse_args(ModelArguments, PretrainArguments, TrainingArguments))
+    with report_errors():
+        model_args, pretrain_args, training_args = parse_args(
+            ModelArguments, PretrainArguments, TrainingArguments
+        )
+        setup_logging(training_args)
+        main(model_args, pretrain_args, training_args)

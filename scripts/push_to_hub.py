@@ -13,6 +13,7 @@ HF_TOKEN; it is never printed, logged or written.
 import json
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import HubArguments, parse_args
 from codesift.hub import run_hub_stage
 
@@ -25,5 +26,7 @@ def main(args: HubArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(HubArguments))
+    with report_errors():
+        args = parse_args(HubArguments)
+        setup_logging()
+        main(args)

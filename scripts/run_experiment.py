@@ -9,6 +9,7 @@ resumes. The table is written to <output_dir>/results.md, results.png and result
 
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import ExperimentArguments, parse_args
 from codesift.experiment import run_experiment
 
@@ -22,5 +23,7 @@ def main(args: ExperimentArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(ExperimentArguments))
+    with report_errors():
+        args = parse_args(ExperimentArguments)
+        setup_logging()
+        main(args)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CODESIFT_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+TASK_DATA = PROJECT_ROOT / "data"
 
 # The suite never reaches the Hub, whatever the caller's environment says.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,11 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real MBPP and HumanEval-X files beside the project (CI lays them out there)."""
-    if not (SHARED_DATA / "mbpp" / "mbpp.jsonl").is_file():
-        pytest.skip(f"benchmark data not found at {SHARED_DATA} (set CODESIFT_SHARED_DATA to its folder)")
-    return SHARED_DATA
+def task_data() -> Path:
+    """The MBPP and HumanEval-X files the kit ships under data/ (with their licenses)."""
+    return TASK_DATA
 
 
 @pytest.fixture(scope="session")

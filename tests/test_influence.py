@@ -395,7 +395,7 @@ def test_callback_under_two_processes_shards_and_gathers(micro_corpus, tmp_path)
 def test_analysis_helpers():
     from scipy.stats import spearmanr
 
-    from codesift.influence.analysis import comment_share, spearman, top_overlap
+    from codesift.influence.stats import comment_share, spearman, top_overlap
 
     a, b = [0.3, -1.0, 2.0, 0.1, 5.0], [0.2, -3.0, 1.0, 0.4, 4.0]
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)

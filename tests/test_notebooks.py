@@ -57,7 +57,7 @@ def outputs(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(notebook, outputs, tmp_path, shared_data):
+def test_notebook_runs(notebook, outputs, tmp_path):
     import papermill
 
     parameters = {"output_root": str(outputs), **PARAMETERS.get(notebook.stem, {})}

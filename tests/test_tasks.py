@@ -17,11 +17,11 @@ from codesift.tasks import (
 )
 
 
-def sources(shared):
-    return {"mbpp": str(shared / "mbpp" / "mbpp.jsonl"), "humaneval_x": str(shared / "humaneval-x")}
+def sources(data):
+    return {"mbpp": str(data / "mbpp" / "mbpp.jsonl"), "humaneval_x": str(data / "humaneval-x")}
 
 
-def test_task_counts(shared_data):
+def test_task_counts(task_data):
     tasks = [
         "humaneval",
         "mbpp",
@@ -30,7 +30,7 @@ def test_task_counts(shared_data):
         "humaneval_x_js",
         "humaneval_x_python",
     ]
-    result = build_validation_sets(tasks, sources(shared_data), max_problems_per_task=200, seed=0)
+    result = build_validation_sets(tasks, sources(task_data), max_problems_per_task=200, seed=0)
     counts = {name: len(rows) for name, rows in result.splits.items()}
     assert counts == {
         "humaneval": 164,
@@ -46,8 +46,8 @@ def test_task_counts(shared_data):
         assert split.column_names == ["task_id", "prompt", "completion", "test", "entry_point", "language"]
 
 
-def test_mbpp_prompt_is_incoder_style(shared_data):
-    rows = build_validation_sets(["mbpp"], sources(shared_data), max_problems_per_task=None).splits["mbpp"]
+def test_mbpp_prompt_is_incoder_style(task_data):
+    rows = build_validation_sets(["mbpp"], sources(task_data), max_problems_per_task=None).splits["mbpp"]
     first = next(r for r in rows if r["task_id"] == "MBPP/11")
     assert first["prompt"].startswith('"""\nWrite a python function to remove first and last occurrence')
     assert "assert remove_Occ(" in first["prompt"] and first["prompt"].endswith('"""\n')
@@ -55,9 +55,9 @@ def test_mbpp_prompt_is_incoder_style(shared_data):
     assert first["test"].count("assert") == 3
 
 
-def test_sample_is_seeded_and_changes_with_seed(shared_data):
+def test_sample_is_seeded_and_changes_with_seed(task_data):
     def ids(seed):
-        rows = build_validation_sets(["mbpp"], sources(shared_data), seed=seed).splits["mbpp"]
+        rows = build_validation_sets(["mbpp"], sources(task_data), seed=seed).splits["mbpp"]
         return [r["task_id"] for r in rows]
 
     assert ids(1) == ids(1)
@@ -193,7 +193,8 @@ def test_unknown_task_and_missing_file_are_clear(tmp_path):
 def test_hub_ids_and_paths_are_told_apart():
     assert not looks_like_local_path("google-research-datasets/mbpp")
     assert not looks_like_local_path("openai_humaneval")
-    assert looks_like_local_path("../shared/data/mbpp/mbpp.jsonl")
+    assert looks_like_local_path("../elsewhere/mbpp/mbpp.jsonl")
+    assert looks_like_local_path("data/humaneval-x")  # shaped like org/name, but the folder exists here
     assert looks_like_local_path("data/mbpp.jsonl") and looks_like_local_path("/abs/folder")
 
 

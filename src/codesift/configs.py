@@ -361,8 +361,26 @@ def parse_args(*dataclass_types, args: list[str] | None = None):
     from trl import TrlParser
 
     # allow_abbrev=False: a misspelt `--max_problems` must fail, not silently set max_problems_per_task
-    parsed = TrlParser(dataclass_types, allow_abbrev=False).parse_args_and_config(args)
+    parser = TrlParser(dataclass_types, allow_abbrev=False)
+    for action in parser._actions:  # dict-valued keys take JSON on the command line
+        if action.type is dict:
+            action.type = json_object
+    parsed = parser.parse_args_and_config(args)
     return parsed[0] if len(dataclass_types) == 1 else parsed
+
+
+def json_object(text: str) -> dict:
+    """A dict-valued recipe key given on the command line: `--task_sources '{"mbpp": "x.jsonl"}'`."""
+    import argparse
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not a JSON object ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": \"value\"}}', got {text!r}")
+    return value
 
 
 def load_config(dataclass_type, recipe: str, **overrides):

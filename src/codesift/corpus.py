@@ -496,7 +496,7 @@ def run_corpus_stage(args: CorpusArguments) -> dict:
     written into `args.output_dir` whole or not at all. Returns the manifest."""
     from datasets import load_from_disk
 
-    from .analysis import plot_corpus_lengths, plot_dropped
+    from .plots import plot_corpus_lengths, plot_dropped
     from .utils import atomic_directory, set_seed
 
     set_seed(args.seed)

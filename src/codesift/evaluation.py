@@ -128,30 +128,12 @@ def program_tests(row: dict) -> str:
     return test
 
 
-def import_evaluate_library():
-    """The `evaluate` library, even when a script in scripts/ runs: Python puts the script's folder
-    first on sys.path, where scripts/evaluate.py would shadow the library."""
-    import importlib
-    import sys
-
-    module = sys.modules.get("evaluate")
-    if module is not None and hasattr(module, "load"):
-        return module
-    saved = list(sys.path)
-    # a folder holding a plain evaluate.py (not the library's package folder) is left out
-    sys.path[:] = [p for p in sys.path if not (Path(p or ".") / "evaluate.py").is_file()]
-    sys.modules.pop("evaluate", None)
-    try:
-        return importlib.import_module("evaluate")
-    finally:
-        sys.path[:] = saved
-
-
 def pass_at_k_metric():
     """The local `evaluate` module `metrics/pass_at_k` (same interface as the Hub's code_eval)."""
+    import evaluate
+
     from .utils import project_root
 
-    evaluate = import_evaluate_library()
     path = project_root(Path(__file__).parent) / "metrics" / "pass_at_k"
     if not (path / "pass_at_k.py").is_file():
         raise EvaluationError(f"the pass@k metric is not at {path}; run from a codesift checkout")

@@ -11,7 +11,7 @@ Each cell is what these three commands do, run in one process:
     python scripts/filter_data.py --config recipes/tiny/filter.yaml --strategy random --seed 42 ...
     python scripts/pretrain.py --config recipes/tiny/pretrain.yaml --continue_from <checkpoint> \
         --blocks <selection>/blocks --max_steps 50 --seed 42 ...
-    python scripts/evaluate.py --config recipes/tiny/evaluate.yaml --model_name_or_path <model>
+    python scripts/evaluate_model.py --config recipes/tiny/evaluate.yaml --model_name_or_path <model>
 """
 
 from __future__ import annotations
@@ -322,7 +322,7 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
 
 
 def write_results_table(args, output_dir) -> dict:
-    from .analysis import plot_results_table
+    from .plots import plot_results_table
 
     output_dir = Path(output_dir)
     arms = [spec.get("name") or spec.get("strategy") for spec in args.strategies]
@@ -338,5 +338,5 @@ def write_results_table(args, output_dir) -> dict:
     }
     paths["markdown"].write_text(markdown)
     write_json(paths["json"], {"arguments": dataclasses.asdict(args), "summary": summary, "cells": rows})
-    plot_results_table(summary, table_columns(args.table_tasks)[: 2 * len(args.table_tasks)], paths["png"])
+    plot_results_table(summary, args.table_tasks, paths["png"])
     return {key: str(value) for key, value in paths.items()}

@@ -320,7 +320,7 @@ def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package"
 def write_selection(selection: Selection, output_dir, candidates=None, documents=None) -> dict:
     """The kept blocks (`save_to_disk` under blocks/, and parquet under data/ for publishing), the
     metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
-    from .analysis import plot_package_shares, plot_selection_histogram
+    from .plots import plot_package_shares, plot_selection_histogram
     from .utils import atomic_directory, save_to_disk, write_json
 
     with atomic_directory(output_dir) as tmp:

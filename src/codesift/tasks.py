@@ -41,9 +41,11 @@ class TaskDataError(ValueError):
 
 
 def looks_like_local_path(source: str) -> bool:
-    """A Hub id is `name` or `org/name`; anything with a file suffix, a leading . / ~ is a path."""
+    """A Hub id is `name` or `org/name`; anything with a file suffix, a leading . / ~, or that exists
+    here (such as the shipped folder `data/humaneval-x`, shaped like an id) is a path."""
     return (
-        source.startswith((".", "/", "~"))
+        os.path.exists(source)
+        or source.startswith((".", "/", "~"))
         or bool(re.search(r"\.(jsonl|json|gz|parquet|csv)$", source))
         or source.count("/") > 1
     )
@@ -455,7 +457,7 @@ def format_masked_example(row: dict, tokenizer, max_length: int, show: int = 12)
 def run_validation_sets_stage(args) -> ValidationSetsResult:
     """The whole stage for a `ValidationSetsArguments`: build, then write the DatasetDict,
     metadata.json and plots/task_sizes.png into `args.output_dir` whole or not at all."""
-    from .analysis import plot_task_sizes
+    from .plots import plot_task_sizes
     from .utils import atomic_directory, save_to_disk, write_json
 
     result = build_validation_sets(

@@ -264,6 +264,8 @@ def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()
 
     set_seed(training_args.seed)
     start = plan_start(model_args, pretrain_args, training_args)
+    if start.resume_from and read_checkpoint_schedule(Path(start.resume_from))[0] >= training_args.max_steps:
+        return finished_run_metrics(training_args.output_dir, start.resume_from)
     trainer = build_trainer(model_args, pretrain_args, training_args, start, extra_callbacks)
     logger.info(
         "training %s parameters on %d process(es) from step %d to %d (schedule of %d steps)%s",
@@ -283,8 +285,8 @@ def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
     if trainer.is_world_process_zero():
-        from .analysis import plot_training_curves
         from .modeling import ASSUMED_PRESETS
+        from .plots import plot_training_curves
 
         plot_training_curves(
             trainer.state.log_history, Path(training_args.output_dir) / "plots" / "training_curves.png"
@@ -300,6 +302,18 @@ def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()
             ASSUMED_PRESETS,
         )
     return metrics
+
+
+def finished_run_metrics(output_dir: str, checkpoint: str) -> dict:
+    """A rerun of a finished run changes nothing: it says so and returns the saved metrics.
+    (Resuming from the last checkpoint would otherwise take one more optimizer step.)"""
+    logger.info(
+        "run already finished: %s is at max_steps; nothing to train "
+        "(--auto_resume false or another output_dir starts a new run)",
+        checkpoint,
+    )
+    saved = Path(output_dir) / "all_results.json"
+    return json.loads(saved.read_text()) if saved.is_file() else {}
 
 
 def final_eval_metrics(trainer) -> dict:

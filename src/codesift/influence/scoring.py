@@ -228,8 +228,8 @@ def run_influence_stage(args) -> dict:
 def write_influence_plots(output_dir) -> list[Path]:
     """Figures over every score set found under `output_dir`: distributions and task correlations
     per (step, method), correlations across steps, and each fast method against the exact scores."""
-    from ..analysis import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
-    from .analysis import common_blocks, load_scores, score_tasks, spearman, task_correlations
+    from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
+    from .stats import common_blocks, load_scores, score_tasks, spearman, task_correlations
 
     plots = Path(output_dir) / "plots"
     written = []

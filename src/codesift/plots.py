@@ -212,34 +212,35 @@ def plot_package_shares(rows: list[dict], path=None, top: int = 15):
     return _save(fig, path)
 
 
-def plot_results_table(summary: dict, columns: list[tuple[str, str]], path=None):
-    """One panel per metric: a bar per arm with its 95% confidence interval over seeds."""
+def plot_results_table(summary: dict, tasks: list[str], path=None):
+    """Did selection beat random at equal tokens? One panel per task: each arm's paired difference
+    to random in `report` loss (mean and 95% interval over seeds), with the zero line. Below zero
+    is better than random. Arms without a difference (random itself, the checkpoint) are left out."""
     import numpy as np
 
-    arms = list(summary)
-    fig, axes = plt.subplots(
-        1, len(columns), figsize=(4.2 * len(columns), 0.45 * len(arms) + 1.8), sharey=True
-    )
-    for ax, (key, title) in zip(np.atleast_1d(axes), columns, strict=True):
+    keys = [f"vs_random/loss/{task}/report" for task in tasks]
+    arms = [a for a in summary if any(summary[a].get(k, (None,))[0] is not None for k in keys)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 0.5 * len(arms) + 1.9), sharey=True)
+    for ax, task, key in zip(np.atleast_1d(axes), tasks, keys, strict=True):
         means = [summary[a][key][0] for a in arms]
-        cis = [summary[a][key][1] for a in arms]
-        cis = [0 if c is None or np.isnan(c) else c for c in cis]
-        ax.barh(range(len(arms)), means, xerr=cis, color=[f"C{i % 10}" for i in range(len(arms))], capsize=3)
-        finite = [m for m in means if m is not None and np.isfinite(m)]
-        if finite and key.startswith("loss/"):
-            low, high = min(finite), max(finite)
-            pad = max(0.02, (high - low) * 0.6)
-            ax.set_xlim(low - pad, high + pad)
-        elif finite:  # a rate: from 0, wide enough to read even when every arm scores 0
-            ax.set_xlim(
-                0, max(0.05, max(m + c for m, c in zip(means, cis, strict=True) if m is not None) * 1.2)
-            )
-        ax.set_title(title, fontsize=9)
+        cis = [0 if c is None or np.isnan(c) else c for c in (summary[a][key][1] for a in arms)]
+        colors = ["C2" if m + c < 0 else "C3" if m - c > 0 else "C7" for m, c in zip(means, cis, strict=True)]
+        ax.barh(range(len(arms)), means, xerr=cis, color=colors, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{task}: report loss minus random's", fontsize=9)
+        ax.set_xlabel("nats (below 0: better than random)", fontsize=8)
     axes_list = np.atleast_1d(axes)
     axes_list[0].set_yticks(range(len(arms)), arms, fontsize=8)
     axes_list[0].invert_yaxis()
-    fig.suptitle(
-        "Continued pretraining from one checkpoint at equal tokens (mean, 95% CI over seeds)", fontsize=10
-    )
+    fig.suptitle("Did selection beat random at equal tokens? (paired by seed, mean and 95% CI)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def caption(text: str):
+    """A figure's caption under it in a notebook: what to look for, and what this run showed
+    (the caller formats the run's own numbers into `text`)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"*Figure.* {text}"))
+    return text

@@ -1,14 +1,15 @@
 """Stage 06: a model's completion loss per task (report and select parts) and pass@k by execution.
 
-    python scripts/evaluate.py --config recipes/tiny/evaluate.yaml
-    python scripts/evaluate.py --config recipes/tiny/evaluate.yaml --model_name_or_path outputs/tiny/pretrain/checkpoint-300
-    python scripts/evaluate.py --config recipes/tiny/evaluate.yaml --num_samples 10 --k 1 10
+    python scripts/evaluate_model.py --config recipes/tiny/evaluate.yaml
+    python scripts/evaluate_model.py --config recipes/tiny/evaluate.yaml --model_name_or_path outputs/tiny/pretrain/checkpoint-300
+    python scripts/evaluate_model.py --config recipes/tiny/evaluate.yaml --num_samples 10 --k 1 10
 
 Writes <output_dir>/metrics.json and samples.jsonl (every generated program and its outcome).
 """
 
 import logging
 
+from codesift.cli import report_errors, setup_logging
 from codesift.configs import EvaluationArguments, parse_args
 from codesift.evaluation import run_evaluation_stage
 
@@ -26,5 +27,7 @@ def main(args: EvaluationArguments) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(parse_args(EvaluationArguments))
+    with report_errors():
+        args = parse_args(EvaluationArguments)
+        setup_logging()
+        main(args)

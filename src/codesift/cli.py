@@ -1,0 +1,62 @@
+"""What every script shares: logging set up for the main process, and known errors as one line.
+
+A bad input (a missing file, a broken row, an unknown recipe key) is the user's to fix, so a script
+prints it as one line naming what and where, and exits 1; `--debug` (or `CODESIFT_DEBUG=1`) shows the
+traceback instead. Anything else is a bug in the kit and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+# Every stage's own error class derives from ValueError (TaskDataError, CorpusError, PretrainError, ...).
+KNOWN_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def debug_requested(argv: list[str] | None = None) -> bool:
+    """True with `--debug` on the command line (removed from it, so the parser never sees it) or
+    CODESIFT_DEBUG set to a true value."""
+    argv = sys.argv if argv is None else argv
+    flagged = "--debug" in argv
+    while "--debug" in argv:
+        argv.remove("--debug")
+    return flagged or os.environ.get("CODESIFT_DEBUG", "").lower() in {"1", "true", "yes"}
+
+
+def error_line(err: BaseException) -> str:
+    """The one line a user sees for a known error (KeyError's str() would add quotes)."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return f"error: {message} (run with --debug for the traceback)"
+
+
+@contextlib.contextmanager
+def report_errors(argv: list[str] | None = None) -> Iterator[None]:
+    """Around a script's body: a known error becomes one line on stderr and exit status 1."""
+    debug = debug_requested(argv)
+    try:
+        yield
+    except KNOWN_ERRORS as err:
+        if debug:
+            raise
+        print(error_line(err), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def setup_logging(training_args=None) -> None:
+    """INFO on the main process; under accelerate/torchrun the other processes log what the
+    TrainingArguments say (`get_process_log_level()`, warnings by default), as the HF scripts do."""
+    level = training_args.get_process_log_level() if training_args is not None else logging.INFO
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    try:
+        import datasets
+        import transformers
+
+        datasets.utils.logging.set_verbosity(level)
+        transformers.utils.logging.set_verbosity(level)
+    except ImportError:  # the library is installed with both; the guard keeps cli importable alone
+        pass
