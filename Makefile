@@ -24,8 +24,6 @@ demo: install
 	$(PY) scripts/build_validation_sets.py --config recipes/$(RECIPE)/validation_sets.yaml
 	$(PY) scripts/build_corpus.py --config recipes/$(RECIPE)/corpus.yaml
 	$(PY) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain.yaml --auto_resume false
-	# scores, selections and arms of a previous run's checkpoints would be stale
-	rm -rf outputs/$(RECIPE)/influence outputs/$(RECIPE)/selection outputs/$(RECIPE)/experiment
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence.yaml
 	$(PY) scripts/filter_data.py --config recipes/$(RECIPE)/filter.yaml
 	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml
@@ -36,6 +34,7 @@ demo: install
 table: install
 	test -f outputs/$(RECIPE)/experiment/results.md || $(MAKE) demo
 	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml --seeds 42 43 44
+	$(PY) scripts/update_docs.py --results outputs/$(RECIPE)/experiment   # README's headline, docs/06
 	@echo "three-seed table: outputs/$(RECIPE)/experiment/results.md (plot: results.png)"
 
 # Exact influence scores on a subset, to check the fast scores against (stage 03).
@@ -46,6 +45,7 @@ exact: install
 # with outputs and an HTML page each; reuses the demo's outputs, so run it after `make demo`.
 notebooks: install
 	$(PY) scripts/run_notebooks.py --output_dir outputs/notebooks
+	$(PY) scripts/update_docs.py --timings outputs/notebooks/timings.json   # workshop/README.md
 
 test: install
 	$(PY) -m pytest tests

@@ -10,18 +10,26 @@
         --max_steps 100 --output_dir outputs/tiny/continued
 """
 
+import logging
+
 from transformers import TrainingArguments
 
 from codesift.cli import report_errors, setup_logging
 from codesift.configs import ModelArguments, PretrainArguments, parse_args
 from codesift.training import run_pretraining
 
+logger = logging.getLogger(__name__)
+
 
 def main(
     model_args: ModelArguments, pretrain_args: PretrainArguments, training_args: TrainingArguments
 ) -> None:
-    # seed, start (fresh / resume / continue), data, tokenizer, model, trainer, train, save, model card
-    run_pretraining(model_args, pretrain_args, training_args)
+    # seed, start (fresh / resume / continue / already finished), data, tokenizer, model, trainer,
+    # train, save, model card: codesift.training.run_pretraining, section by section
+    metrics = run_pretraining(model_args, pretrain_args, training_args)
+    losses = {k: round(v, 4) for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")}
+    logger.info("validation losses: %s", losses or "not evaluated")
+    logger.info("model, checkpoints, card and plots/training_curves.png in %s", training_args.output_dir)
 
 
 if __name__ == "__main__":

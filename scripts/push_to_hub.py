@@ -22,7 +22,15 @@ logger = logging.getLogger(__name__)
 
 def main(args: HubArguments) -> None:
     report = run_hub_stage(args)
-    print(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if not k.endswith("_push")}, indent=2))
+    logger.info(
+        "exports of arm %s: %s and %s", report["arm"], report["dataset_export"], report["model_export"]
+    )
+    for key in ("dataset_push", "model_push"):
+        if key in report:
+            push = report[key]
+            where = push.get("commit_url") or f"dry run, {len(push['files'])} files"
+            logger.info("%s -> %s: %s", key.split("_")[0], push["repo_id"], where)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from codesift.corpus import CorpusError, build_corpus, collect_documents, load_v
 from codesift.filters import Decontaminator, NearDeduplicator, normalized_hash
 from codesift.packing import BlockPacker, pack_documents, split_train_candidates
 from codesift.tasks import build_validation_sets, load_humaneval
+from codesift.utils import atomic_directory
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +297,67 @@ def test_atomic_directory_keeps_the_old_output_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert (target / "file.txt").read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_rerun_keeps_the_corpus_unless_its_arguments_or_inputs_changed(tmp_path, planted_corpus, caplog):
+    import logging
+
+    from codesift.corpus import run_corpus_stage
+
+    args = corpus_args(planted_corpus, output_dir=str(tmp_path / "corpus"))
+    run_corpus_stage(args)
+    made = (tmp_path / "corpus" / "manifest.json").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="codesift.provenance"):
+        run_corpus_stage(args)
+    assert (tmp_path / "corpus" / "manifest.json").stat().st_mtime_ns == made and "up to date" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="codesift.provenance"):
+        manifest = run_corpus_stage(
+            corpus_args(planted_corpus, output_dir=str(tmp_path / "corpus"), num_candidates=3)
+        )
+    assert "num_candidates changed" in caplog.text and manifest["tokens"]["candidate_blocks"] == 3
+    made = (tmp_path / "corpus" / "manifest.json").stat().st_mtime_ns
+    (planted_corpus / "new_module.py").write_text(
+        "def added():\n    return 'a file the corpus has not read'\n" * 5
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="codesift.provenance"):
+        run_corpus_stage(corpus_args(planted_corpus, output_dir=str(tmp_path / "corpus"), num_candidates=3))
+    assert f"dir:{planted_corpus} changed" in caplog.text  # a source folder's file was added
+    assert (tmp_path / "corpus" / "manifest.json").stat().st_mtime_ns != made
+
+
+def test_only_regular_files_are_read(tmp_path, planted_corpus):
+    import os
+
+    os.symlink(planted_corpus / "loop_b.py", planted_corpus / "loop_a.py")
+    os.symlink(planted_corpus / "loop_a.py", planted_corpus / "loop_b.py")
+    os.mkfifo(planted_corpus / "pipe.py")  # reading it would block forever
+    documents, stats = collect_documents(corpus_args(planted_corpus))
+    reasons = {d["path"].split("/")[-1]: d["reason"] for d in stats.dropped_docs}
+    assert {reasons[name] for name in ("loop_a.py", "loop_b.py", "pipe.py")} == {"not_a_regular_file"}
+    assert "shlex.py" in {p.split("/")[-1] for p in documents["path"]}
+
+
+def test_a_corpus_with_no_document_says_why(tmp_path):
+    empty = tmp_path / "code"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not python")
+    with pytest.raises(CorpusError, match=r"no file of the languages \['python'\] was found"):
+        collect_documents(corpus_args(empty))
+    (empty / "tiny.py").write_text("x = 1\n")
+    with pytest.raises(CorpusError, match=r"all 1 files read were dropped \(too_small: 1\)"):
+        collect_documents(corpus_args(empty))
+
+
+def test_sigterm_removes_the_half_written_folder(tmp_path):
+    import os
+    import signal
+
+    target = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(target) as tmp:
+            (tmp / "half.txt").write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back

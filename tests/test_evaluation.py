@@ -9,14 +9,8 @@ from datasets import load_from_disk
 from helpers import MICRO, train
 
 from codesift.configs import EvaluationArguments
-from codesift.evaluation import (
-    EvaluationError,
-    completion_losses,
-    generate_completions,
-    program_tests,
-    run_evaluation_stage,
-    truncate_at_stop,
-)
+from codesift.evaluation import EvaluationError, completion_losses, program_tests, run_evaluation_stage
+from codesift.generation import generate_completions, truncate_at_stop
 from codesift.tokenizer import load_tokenizer
 
 
@@ -66,7 +60,7 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(micro_model)
         model, tokenizer, prompts[:1], max_new_tokens=12, num_samples=4, temperature=1.0
     )
     assert len(sampled) == 1 and len(sampled[0]) == 4
-    with pytest.raises(EvaluationError, match="leaves no room"):
+    with pytest.raises(ValueError, match="leaves no room"):
         generate_completions(model, tokenizer, prompts, max_new_tokens=MICRO["max_position_embeddings"])
 
 

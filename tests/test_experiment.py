@@ -56,8 +56,16 @@ def test_experiment_runs_every_arm_at_equal_tokens_and_writes_the_table(micro_co
     assert len(cells) == 6
     assert {c["tokens_trained"] for c in cells.values()} == {2 * 4 * 64}  # same steps x batch x block length
     assert {c["kept_blocks"] for c in cells.values()} == {8}
-    for cell in cells.values():
-        assert 0.0 <= cell["pass@1/humaneval/report"] <= 1.0 and cell["loss/humaneval/report"] > 0
+    for (seed, arm), cell in cells.items():
+        assert cell["loss/humaneval/report"] > 0
+        # every program was run and judged: pass@1 is the share that passed, and a micro model's
+        # programs fail for real (a harness that passes, or skips, everything would not give this)
+        samples = [
+            json.loads(line) for line in open(tmp_path / "exp" / seed / arm / "evaluation" / "samples.jsonl")
+        ]
+        assert samples and len(samples) == len({s["task_id"] for s in samples})  # greedy: one per problem
+        assert cell["pass@1/humaneval/report"] == sum(s["passed"] for s in samples) / len(samples) == 0.0
+        assert all(s["result"].startswith(("failed:", "timed out")) for s in samples)
     # the seed moves the random arm's blocks, and the continued runs differ with it
     kept = {
         seed: json.loads(
@@ -124,3 +132,43 @@ def test_bad_experiments_fail_before_any_arm(micro_corpus, warm_up, tmp_path):
             )
         )
     assert not list((tmp_path / "exp").glob("seed-*"))
+
+
+def test_a_rerun_redoes_exactly_the_cells_whose_arguments_changed(micro_corpus, warm_up, tmp_path):
+    out = tmp_path / "exp"
+    arms = [
+        {"name": "random", "strategy": "random"},
+        {"name": "influence", "strategy": "gumbel_top_k", "tasks": ["humaneval"], "temperature": 0.5},
+    ]
+    base = dict(
+        strategies=arms,
+        seeds=[1],
+        evaluation={**experiment_args(micro_corpus, warm_up, out).evaluation, "execution_tasks": []},
+    )
+
+    def finished():
+        return {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} | {
+            p.parent.name: p.stat().st_mtime_ns for p in out.glob("seed-*/*/metrics.json")
+        }
+
+    run_experiment(experiment_args(micro_corpus, warm_up, out, **base))
+    first = finished()
+    assert set(first) == {"checkpoint", "random", "influence"}
+    run_experiment(experiment_args(micro_corpus, warm_up, out, **base))
+    assert finished() == first  # nothing changed: nothing redone
+
+    hotter = [arms[0], {**arms[1], "temperature": 1.0}]
+    run_experiment(experiment_args(micro_corpus, warm_up, out, **{**base, "strategies": hotter}))
+    second = finished()
+    assert [name for name in first if second[name] != first[name]] == ["influence"]
+
+    run_experiment(
+        experiment_args(micro_corpus, warm_up, out, **{**base, "strategies": hotter, "continue_steps": 3})
+    )
+    third = finished()
+    assert [name for name in first if third[name] != second[name]] == [
+        "random",
+        "influence",
+    ]  # not the checkpoint row
+    state = json.loads((out / "seed-1" / "random" / "model" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 + 3

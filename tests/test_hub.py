@@ -2,6 +2,8 @@
 
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,12 +14,12 @@ from hub_server import FakeHub
 from transformers import AutoModelForCausalLM
 
 from codesift.configs import SelectionArguments
+from codesift.experiment import ExperimentError, choose_arm
 from codesift.hub import (
     ExportSources,
     HubError,
     PushRevisionCallback,
     check_repo_id,
-    choose_arm,
     dataset_card,
     export_dataset,
     export_model,
@@ -56,7 +58,7 @@ def sources(micro_corpus, scored_micro_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exports(sources, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
-    dataset = export_dataset(sources, root / "micro-selected", "me/micro-selected")
+    dataset = export_dataset(sources, root / "micro-selected", "me/micro-selected", "me/micro-model")
     model = export_model(sources, root / "micro-model", "me/micro-model", base_model="me/micro-warmup")
     return dataset, model
 
@@ -118,6 +120,24 @@ def test_cards_carry_how_each_artifact_was_made(sources, exports):
     )
     model_body = (model_dir / "README.md").read_text()
     assert "assumed, following MATES" in model_body and "# --- pretrain.yaml" in model_body
+    assert "github.com/codesift" not in body + model_body  # no placeholder links
+    for template in (ROOT / "hub_cards").glob("*.md"):  # and no recipe folder of this checkout
+        assert "recipes/" not in template.read_text(), template.name
+
+
+def test_the_dataset_export_decodes_its_own_blocks(sources, exports):
+    from transformers import AutoTokenizer
+
+    dataset_dir, _ = exports
+    body = (dataset_dir / "README.md").read_text()
+    assert (
+        'allow_patterns="tokenizer/*"' in body
+        and "[me/micro-model](https://huggingface.co/me/micro-model)" in body
+    )
+    exported = AutoTokenizer.from_pretrained(str(dataset_dir / "tokenizer"))
+    original = AutoTokenizer.from_pretrained(str(sources.corpus_dir / "tokenizer"))
+    block = load_published_dataset(str(dataset_dir))[0]["input_ids"]
+    assert exported.decode(block) == original.decode(block) and len(exported) == len(original)
 
 
 def test_bad_inputs_fail_before_any_upload(sources, exports, fake_hub, tmp_path):
@@ -136,6 +156,9 @@ def test_bad_inputs_fail_before_any_upload(sources, exports, fake_hub, tmp_path)
         dataset_card({**facts, "corpus_description": ""}, "me/x", "recipe: 1")
     broken = tmp_path / "corpus"
     broken.mkdir()
+    with pytest.raises(HubError, match="no tokenizer.json"):
+        export_dataset(ExportSources(**{**vars(sources), "corpus_dir": broken}), tmp_path / "out", "me/x")
+    shutil.copytree(sources.corpus_dir / "tokenizer", broken / "tokenizer")
     manifest = json.loads((sources.corpus_dir / "manifest.json").read_text())
     (broken / "manifest.json").write_text(json.dumps({**manifest, "licenses": {}}))
     with pytest.raises(HubError, match="licenses"):
@@ -177,7 +200,7 @@ def test_push_arrives_whole_and_a_second_push_is_a_no_op(exports, fake_hub, capl
 def test_checkpoints_go_to_revision_branches_during_training(micro_corpus, fake_hub, tmp_path):
     callback = PushRevisionCallback("me/micro-run", private=True)
     train(micro_corpus, tmp_path / "run", "--max_steps", 4, "--save_steps", 2, callbacks=[callback])
-    assert callback.pushed == ["step-000002", "step-000004"]
+    assert callback.pushed == ["step-000002", "step-000004"] and callback.pending == []  # all waited for
     for branch in callback.pushed:
         files = fake_hub.files("model", "me/micro-run", branch)
         assert {"config.json", "model.safetensors", "README.md"} <= set(files)
@@ -186,15 +209,34 @@ def test_checkpoints_go_to_revision_branches_during_training(micro_corpus, fake_
     assert fake_hub.files("model", "me/micro-run", "step-000002")["model.safetensors"] == saved
 
 
-def test_no_token_in_anything_written(exports, fake_hub, tmp_path):
-    push_folder(exports[0], "me/scan", "dataset")
-    for folder in exports:
-        for path in folder.rglob("*"):
-            if path.is_file():
-                assert TOKEN.encode() not in path.read_bytes(), path
+def files_holding(secret: str, folders) -> list:
+    """Every file under `folders` whose bytes contain `secret`."""
+    return [
+        p
+        for folder in folders
+        for p in Path(folder).rglob("*")
+        if p.is_file() and secret.encode() in p.read_bytes()
+    ]
+
+
+def test_no_token_in_anything_written(sources, micro_corpus, fake_hub, tmp_path, caplog, capsys):
+    """The token is set before training (HF_TOKEN and the Trainer's hub_token) and before exporting:
+    it reaches the run's training state, and nothing that is exported, uploaded or logged."""
+    caplog.set_level(logging.DEBUG)
+    run = tmp_path / "run"
+    train(micro_corpus, run, "--max_steps", 2, "--save_steps", 2, "--hub_token", TOKEN)
+    assert files_holding(TOKEN, [run])  # the scan finds a token where one is written: training_args.bin
+    with_token = ExportSources(**{**vars(sources), "model_dir": run})
+    dataset = export_dataset(with_token, tmp_path / "exports" / "scan-data", "me/scan-data")
+    model = export_model(with_token, tmp_path / "exports" / "scan-model", "me/scan-model")
+    push_folder(dataset, "me/scan-data", "dataset")
+    push_folder(model, "me/scan-model", "model")
+    assert files_holding(TOKEN, [dataset, model]) == []
     for (_, _), repo in fake_hub.repos.items():
         for branch in repo.branches.values():
             assert all(TOKEN.encode() not in content for content in branch.files.values())
+    out = capsys.readouterr()
+    assert TOKEN not in caplog.text and TOKEN not in out.out and TOKEN not in out.err
 
 
 def test_best_arm_is_the_influence_arm_with_the_lowest_report_loss(tmp_path):
@@ -218,5 +260,5 @@ def test_best_arm_is_the_influence_arm_with_the_lowest_report_loss(tmp_path):
     (tmp_path / "seed-7" / "inf_mean").mkdir(parents=True)
     (tmp_path / "seed-7" / "inf_mean" / "metrics.json").write_text("{}")
     assert choose_arm(tmp_path, "best", None) == ("inf_mean", 7, tmp_path / "seed-7" / "inf_mean")
-    with pytest.raises(HubError, match="no finished cell"):
+    with pytest.raises(ExperimentError, match="no finished cell"):
         choose_arm(tmp_path, "inf_he", None)

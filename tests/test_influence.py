@@ -106,6 +106,19 @@ def test_exact_score_equals_a_from_scratch_implementation(micro_checkpoint, task
         assert any(abs(v) > 1e-4 for v in ours)  # a real step happened
 
 
+def test_float32_exact_scores_match_the_float64_reference(micro_checkpoint, task_sets, candidates):
+    """The kit runs in float32; its validation losses are summed in float64, so rounding stays below
+    the differences between candidates (a float32 sum over thousands of token losses drifts by ~1e-5)."""
+    model, optimizer, args, _ = load_checkpoint_for_scoring(micro_checkpoint)
+    model64, optimizer64, _, _ = load_checkpoint_for_scoring(micro_checkpoint)
+    to_float64(model64, optimizer64)
+    scorer = ExactScorer(model, optimizer, ValidationBatches(task_sets, 8, 0), args.max_grad_norm)
+    for block in candidates.select(range(3))["input_ids"]:
+        ours = scorer.score(torch.tensor(block))["influence"].tolist()
+        theirs = reference_score(micro_checkpoint, model64, optimizer64, block, task_sets, args.max_grad_norm)
+        assert ours == pytest.approx(list(theirs.values()), abs=1e-6)
+
+
 def test_scoring_restores_model_and_optimizer_exactly(micro_checkpoint, task_sets, candidates):
     model, optimizer, args, _ = load_checkpoint_for_scoring(micro_checkpoint)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
@@ -226,7 +239,7 @@ def test_a_killed_run_resumes_without_gaps_or_repeats(micro_corpus, micro_checkp
     monkeypatch.setattr(scoring_module, "score_rows", dies_on_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
         run_influence_stage(args)
-    shards = sorted(p.name for p in (tmp_path / "inf" / ".shards" / "step-8-exact").iterdir())
+    shards = sorted(p.name for p in (tmp_path / "inf" / ".shards" / "step-8-exact").glob("*.parquet"))
     assert shards == ["shard-00000.parquet"] and not (tmp_path / "inf" / "step-8" / "exact").exists()
     monkeypatch.setattr(scoring_module, "score_rows", real)
     resumed_calls = []
@@ -242,6 +255,49 @@ def test_a_killed_run_resumes_without_gaps_or_repeats(micro_corpus, micro_checkp
     assert sorted(resumed["block_id"]) == list(range(len(resumed))) or len(set(resumed["block_id"])) == 12
     by_id = {r["block_id"]: r["influence_humaneval"] for r in fresh}
     assert {r["block_id"]: r["influence_humaneval"] for r in resumed} == by_id
+
+
+def test_a_rerun_rescores_only_the_score_sets_whose_inputs_changed(
+    micro_corpus, micro_checkpoint, tmp_path, caplog
+):
+    import logging
+    import shutil
+
+    args = stage_args(
+        micro_corpus,
+        micro_checkpoint,
+        tmp_path / "inf",
+        methods=["grad_dot", "adam_update"],
+        max_candidates=6,
+    )
+    run_influence_stage(args)
+
+    def made():
+        return {
+            m: (tmp_path / "inf" / "step-8" / m / "scoring.json").stat().st_mtime_ns for m in args.methods
+        }
+
+    first = made()
+    assert run_influence_stage(args) == {} and made() == first  # the same arguments: nothing rescored
+    with caplog.at_level(logging.INFO, logger="codesift"):
+        timings = run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "inf",
+                                                 methods=["grad_dot", "adam_update"], max_candidates=6, part="report"))  # fmt: skip
+    assert set(timings) == {(8, "grad_dot"), (8, "adam_update")}
+    assert "part changed" in caplog.text
+    rescored = load_from_disk(str(tmp_path / "inf" / "step-8" / "grad_dot"))
+    assert (
+        len(rescored) == 6
+        and json.loads((tmp_path / "inf" / "step-8" / "grad_dot" / "scoring.json").read_text())["part"]
+        == "report"
+    )
+    # another checkpoint at the same step (a different run): its scores are redone, not reused
+    other = tmp_path / "other" / "checkpoint-8"
+    shutil.copytree(micro_checkpoint, other)
+    (other / "trainer_state.json").write_text((other / "trainer_state.json").read_text() + " ")
+    before = made()
+    assert set(run_influence_stage(stage_args(micro_corpus, other, tmp_path / "inf", methods=["grad_dot"], max_candidates=6, part="report"))) == {(8, "grad_dot")}  # fmt: skip
+    after = made()
+    assert after["grad_dot"] != before["grad_dot"] and after["adam_update"] == before["adam_update"]
 
 
 def test_exact_without_optimizer_state_names_the_method_that_works(micro_corpus, micro_checkpoint, tmp_path):

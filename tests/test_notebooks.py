@@ -1,12 +1,17 @@
-"""Every notebook runs top to bottom on the tiny recipe (on a smaller corpus, to keep the suite short)."""
+"""Every notebook, then every worked answer of the workshop, runs top to bottom on the tiny recipe (on a
+smaller corpus, to keep the suite short); each shows its figures with captions, and names no missing file."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from codesift.notebooks import displayed_images, execute_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ANSWERS = sorted((ROOT / "workshop" / "answers").glob("*.ipynb"))
 # per-notebook parameters injected into the cell tagged "parameters": a smaller corpus, fewer steps
 SHORT_RUN = {
     "corpus_overrides": {"max_documents": 300, "num_candidates": 500},
@@ -38,6 +43,7 @@ PARAMETERS = {
             "shard_size": 20,
         },
         "exact_overrides": {"checkpoint": ["pretrain/checkpoint-10"], "max_candidates": 15},
+        "early_overrides": {"checkpoint": ["pretrain/checkpoint-10"], "max_candidates": 40},
     },
     "04_filter": {
         **SCORED,
@@ -45,6 +51,20 @@ PARAMETERS = {
     },
     "06_continue_and_evaluate": {**SCORED, "experiment_overrides": TWO_ARMS},
     "07_push_to_hub": {**SCORED, "experiment_overrides": TWO_ARMS},
+    # the workshop's worked answers, run after the notebooks on the same outputs
+    "01_custom_task": {"corpus_overrides": SHORT_RUN["corpus_overrides"]},
+    "03_sgd_vs_adamw": {
+        **SHORT_RUN,
+        "influence_overrides": {
+            "checkpoint": ["pretrain/checkpoint-20"],
+            "max_candidates": 40,
+            "shard_size": 20,
+        },
+    },
+    "04_perplexity_bands": {
+        **SCORED,
+        "filter_overrides": {"scores": "influence/step-20/adam_update", "max_candidates": 40},
+    },
 }
 PATH_KEYS = ("checkpoint", "scores")  # paths inside the shared output folder
 
@@ -55,15 +75,12 @@ def outputs(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook_outputs")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(notebook, outputs, tmp_path):
-    import papermill
-
-    parameters = {"output_root": str(outputs), **PARAMETERS.get(notebook.stem, {})}
-    for key, overrides in parameters.items():  # checkpoints and scores live under the output root
+def with_paths_under(outputs: Path, parameters: dict) -> dict:
+    """Checkpoints and scores named in `*_overrides` live under the notebooks' output root."""
+    moved = dict(parameters)
+    for key, overrides in parameters.items():
         if key.endswith("_overrides"):
-            parameters[key] = {
+            moved[key] = {
                 name: (
                     ([f"{outputs}/{v}" for v in value] if isinstance(value, list) else f"{outputs}/{value}")
                     if name in PATH_KEYS
@@ -71,25 +88,84 @@ def test_notebook_runs(notebook, outputs, tmp_path):
                 )
                 for name, value in overrides.items()
             }
-    before = set(outputs.rglob("*.png"))
-    papermill.execute_notebook(
-        str(notebook),
-        str(tmp_path / notebook.name),
-        parameters=parameters,
-        kernel_name="python3",
-        cwd=str(notebook.parent),
-        progress_bar=False,
-    )
-    executed = json.loads((tmp_path / notebook.name).read_text())
-    figures = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert figures or set(outputs.rglob("*.png")) - before, "the notebook showed and wrote no figure"
+    return moved
+
+
+def uncaptioned_figures(executed: Path) -> list[int]:
+    """Code cells that display a figure with no caption ("*Figure.* ...") in that cell or the next."""
+    cells = [c for c in json.loads(executed.read_text())["cells"] if c["cell_type"] == "code"]
+
+    def shows(cell, kind):
+        return any(kind in o.get("data", {}) for o in cell.get("outputs", []))
+
+    def captioned(cell):
+        return any(
+            "".join(o.get("data", {}).get("text/markdown", "")).startswith("*Figure.*")
+            for o in cell.get("outputs", [])
+        )
+
+    return [
+        i
+        for i, cell in enumerate(cells)
+        if shows(cell, "image/png")
+        and not (captioned(cell) or (i + 1 < len(cells) and captioned(cells[i + 1])))
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS + ANSWERS, ids=lambda p: p.stem)
+def test_notebook_runs(notebook, outputs, tmp_path):
+    parameters = with_paths_under(outputs, {"output_root": str(outputs), **PARAMETERS.get(notebook.stem, {})})
+    executed = tmp_path / notebook.name
+    execute_notebook(notebook, executed, parameters)
+    if notebook in NOTEBOOKS:  # a worked answer may be all tables and asserts
+        assert displayed_images(executed) > 0, "the notebook displayed no figure"
+    assert uncaptioned_figures(executed) == [], "figures without a caption (code cells counted from 0)"
+
+
+def test_uncaptioned_figures_are_found(tmp_path):
+    figure = {"data": {"image/png": "iVBOR"}, "output_type": "display_data", "metadata": {}}
+    text = {
+        "data": {"text/markdown": "*Figure.* what to look for"},
+        "output_type": "display_data",
+        "metadata": {},
+    }
+    cells = [
+        {"cell_type": "code", "outputs": outputs, "source": ""}
+        for outputs in ([figure], [text], [figure], [])
+    ]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    assert uncaptioned_figures(path) == [2]
+    assert displayed_images(path) == 2
+
+
+FILE_MENTION = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.(?:ipynb|py|yaml|md))`")
+
+
+def mentioned_files(text: str) -> list[str]:
+    return [m for m in FILE_MENTION.findall(text) if "<" not in m]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS + ANSWERS, ids=lambda p: p.stem)
+def test_notebook_names_only_existing_files(notebook):
+    """A file a notebook points the reader to (`02_pretrain.ipynb`, `recipes/tiny/filter.yaml`) exists:
+    by path from the project root, or by name in notebooks/, scripts/ or the recipes."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    text = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    places = [ROOT, ROOT / "notebooks", ROOT / "scripts", ROOT / "recipes" / "tiny"]
+    missing = [m for m in mentioned_files(text) if not any((place / m).exists() for place in places)]
+    assert missing == []
+    assert mentioned_files("see `03_influence.ipynb` and `recipes/<recipe>/x.yaml`") == ["03_influence.ipynb"]
 
 
 def test_notebooks_are_stripped():
     import nbformat
 
-    assert NOTEBOOKS, "no notebooks found"
-    for path in NOTEBOOKS:
+    assert NOTEBOOKS and ANSWERS, "no notebooks found"
+    for path in NOTEBOOKS + ANSWERS:
         nb = nbformat.read(str(path), as_version=4)
         assert nb.metadata.get("kernelspec", {}).get("name") == "python3", path.name
         for cell in nb.cells:

@@ -48,6 +48,23 @@ def test_resume_reproduces_the_uninterrupted_run(micro_corpus, tmp_path):
         assert torch.equal(straight[name], split[name]), name  # bit-identical on CPU
 
 
+def test_a_finished_run_run_again_changes_nothing(micro_corpus, tmp_path, caplog):
+    import logging
+
+    out = tmp_path / "run"
+    first = train(micro_corpus, out, "--max_steps", 4, "--save_steps", 4)
+    before = weights(out)
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with caplog.at_level(logging.INFO, logger="codesift.training"):
+        again = train(micro_corpus, out, "--max_steps", 4, "--save_steps", 4)
+    assert "already finished" in caplog.text
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]  # no checkpoint-5
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files  # nothing written
+    after = weights(out)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert again["eval_humaneval_loss"] == first["eval_humaneval_loss"]
+
+
 def test_continued_pretraining_restores_moments_and_schedule(micro_corpus, tmp_path):
     train(micro_corpus, tmp_path / "base", "--max_steps", 4, "--schedule_total_steps", 10, "--save_steps", 4)
     checkpoint = tmp_path / "base" / "checkpoint-4"

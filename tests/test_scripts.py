@@ -16,6 +16,7 @@ from codesift.configs import (
     load_config,
     parse_args,
     stage_arguments,
+    stage_of_recipe,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,9 @@ def test_every_recipe_parses(recipe):
         return
     # TrainingArguments refuses bf16 where there is no GPU; every other key is checked as written
     no_bf16 = ["--bf16", "false"] if recipe.stem == "pretrain" and not torch.cuda.is_available() else []
-    parsed = parse_args(*stage_arguments(recipe.stem), args=["--config", str(recipe), *no_bf16])
+    parsed = parse_args(
+        *stage_arguments(stage_of_recipe(recipe.name)), args=["--config", str(recipe), *no_bf16]
+    )
     parsed = parsed if isinstance(parsed, tuple) else (parsed,)
     assert parsed[-1].output_dir.startswith(f"outputs/{recipe.parent.name}/")
 
@@ -135,3 +138,47 @@ def test_missing_validation_sets_fail_before_writing(tmp_path):
     )
     assert done.returncode != 0 and "run scripts/build_validation_sets.py first" in done.stderr
     assert not (tmp_path / "corpus").exists()
+
+
+def test_a_known_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    bad = ["--config", "recipes/tiny/validation_sets.yaml", "--output_dir", tmp_path / "sets",
+           "--tasks", "mbpp", "--task_sources", json.dumps({"mbpp": str(tmp_path / "missing.jsonl")})]  # fmt: skip
+    plain = run_script("build_validation_sets.py", *bad)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines()[-1] == (
+        f"error: task file not found: {tmp_path / 'missing.jsonl'} (resolved to {tmp_path / 'missing.jsonl'}) "
+        "(run with --debug for the traceback)"
+    )
+    debug = run_script("build_validation_sets.py", *bad, "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr
+    unknown = run_script(
+        "build_validation_sets.py", "--config", "recipes/tiny/validation_sets.yaml", "--taks", "x"
+    )
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr and "--taks" in unknown.stderr
+    assert not (tmp_path / "sets").exists()
+
+
+def test_dict_keys_take_json_on_the_command_line():
+    args = parse_args(
+        ValidationSetsArguments,
+        args=[
+            "--config",
+            "recipes/tiny/validation_sets.yaml",
+            "--task_sources",
+            '{"mbpp": "data/mbpp/mbpp.jsonl"}',
+        ],
+    )
+    assert args.task_sources == {"mbpp": "data/mbpp/mbpp.jsonl"}
+    with pytest.raises(SystemExit):
+        parse_args(
+            ValidationSetsArguments,
+            args=["--config", "recipes/tiny/validation_sets.yaml", "--task_sources", "[1]"],
+        )
+
+
+def test_a_recipe_variant_needs_only_a_yaml(tmp_path):
+    assert stage_of_recipe("influence_exact.yaml") == "influence"
+    assert stage_of_recipe("recipes/tiny/influence_second_checkpoint.yaml") == "influence"
+    assert stage_of_recipe("validation_sets.yaml") == "validation_sets"
+    with pytest.raises(ValueError, match="names no stage"):
+        stage_of_recipe("exact_influence.yaml")

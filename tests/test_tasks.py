@@ -135,7 +135,14 @@ def write_jsonl(path, rows, raw_lines=()):
 
 
 def custom(path, **fields):
-    return {"mine": {"path": path, "prompt_field": "q", "completion_field": "a", "id_field": "id", **fields}}
+    spec = {
+        "path": path,
+        "language": "python",
+        "prompt_field": "q",
+        "completion_field": "a",
+        "id_field": "id",
+    }
+    return {"mine": {**spec, **fields}}
 
 
 def test_custom_jsonl_task(tmp_path):
@@ -160,13 +167,13 @@ def test_custom_json_array_and_gzip(tmp_path):
 @pytest.mark.parametrize(
     "rows, raw, message",
     [
-        ([{"id": 1, "q": "p"}], [], r"t\.jsonl, row 1: missing field 'a'"),
+        ([{"id": 1, "q": "p"}], [], r"t\.jsonl, line 1: missing field 'a'"),
         (
             [{"id": 1, "q": "p", "a": "c"}, {"id": 2, "q": 7, "a": "c"}],
             [],
-            r"row 2: field 'q' .* must be a string, got int",
+            r"line 2: field 'q' .* must be a string, got int",
         ),
-        ([{"id": 1, "q": "p", "a": "   "}], [], r"row 1: field 'a' \(the completion\) is empty"),
+        ([{"id": 1, "q": "p", "a": "   "}], [], r"line 1: field 'a' \(the completion\) is empty"),
         ([{"id": 1, "q": "p", "a": "c"}], ["{not json"], r"t\.jsonl, line 2: broken JSON"),
         (
             [{"id": 1, "q": "p", "a": "c"}, {"id": 1, "q": "p", "a": "d"}],
@@ -223,3 +230,114 @@ def test_hub_id_goes_to_load_dataset(monkeypatch):
     result = build_validation_sets(["mbpp"], {"mbpp": "google-research-datasets/mbpp"})
     assert calls == [("google-research-datasets/mbpp", "full", "test")]
     assert result.splits["mbpp"][0]["completion"] == "def f(a):\n    return a"
+
+
+def test_a_rerun_keeps_the_sets_unless_an_argument_or_a_task_file_changed(tmp_path, caplog):
+    import logging
+
+    from codesift.configs import ValidationSetsArguments
+    from codesift.tasks import run_validation_sets_stage
+
+    task = tmp_path / "mine.jsonl"
+    task.write_text("".join(json.dumps({"q": f"# {i}\n", "a": f"x = {i}\n"}) + "\n" for i in range(6)))
+    fields = dict(
+        tasks=["mine"],
+        custom_tasks={
+            "mine": {"path": str(task), "language": "python", "prompt_field": "q", "completion_field": "a"}
+        },
+        select_fraction=0.5,
+        output_dir=str(tmp_path / "sets"),
+    )
+    run_validation_sets_stage(ValidationSetsArguments(**fields))
+    metadata = tmp_path / "sets" / "metadata.json"
+    made = metadata.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="codesift.provenance"):
+        kept = run_validation_sets_stage(ValidationSetsArguments(**fields))
+    assert metadata.stat().st_mtime_ns == made and "up to date" in caplog.text
+    assert len(kept.splits["mine"]) == 6 and kept.metadata["tasks"]["mine"]["select"] == 3
+    for change, changed in [({"seed": 7}, "seed"), ({}, "custom_tasks.mine")]:
+        if not change:  # the task file itself gains a problem
+            task.write_text(task.read_text() + json.dumps({"q": "# 6\n", "a": "x = 6\n"}) + "\n")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="codesift.provenance"):
+            rebuilt = run_validation_sets_stage(ValidationSetsArguments(**{**fields, "seed": 7}))
+        assert f"{changed} changed" in caplog.text and metadata.stat().st_mtime_ns != made
+        made = metadata.stat().st_mtime_ns
+    assert len(rebuilt.splits["mine"]) == 7
+
+
+def test_names_that_would_overwrite_each_other_are_refused(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"id": i, "q": "p", "a": "c"} for i in range(4)])
+    with pytest.raises(TaskDataError, match="'humaneval' has the name of a built-in task"):
+        build_validation_sets(["humaneval"], custom_tasks={"humaneval": custom(path)["mine"]})
+    clash = {"my": custom(path)["mine"], "my_select": custom(path)["mine"]}
+    with pytest.raises(TaskDataError, match="'my_select' ends like a part split .* task 'my'"):
+        build_validation_sets(["my", "my_select"], custom_tasks=clash, select_fraction=0.5)
+    with pytest.raises(TaskDataError, match="more than once"):
+        build_validation_sets(["humaneval", "humaneval"])
+
+
+@pytest.mark.parametrize(
+    "max_problems, fraction, message",
+    [
+        (0, 0.0, "whole number >= 1"),
+        (-1, 0.0, "whole number >= 1"),
+        (2.5, 0.0, "whole number >= 1"),
+        (1, 0.5, "leaves a part empty"),
+        (None, 1.0, r"select_fraction must be in \[0, 1\)"),
+    ],
+)
+def test_arguments_are_checked_before_anything_is_read(max_problems, fraction, message):
+    with pytest.raises(TaskDataError, match=message):
+        build_validation_sets(["mbpp"], {"mbpp": "does/not/exist.jsonl"}, None, max_problems, fraction)
+
+
+def test_a_task_too_small_to_split_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"id": 1, "q": "p", "a": "c"}])
+    with pytest.raises(TaskDataError, match="'mine' has 1 problem.*at least 2"):
+        build_validation_sets(["mine"], custom_tasks=custom(path), select_fraction=0.5)
+    assert len(build_validation_sets(["mine"], custom_tasks=custom(path)).splits["mine"]) == 1  # paper mode
+
+
+def test_file_errors_name_the_file_and_the_editor_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"id": 1, "q": "p", "a": "c"}\n\n\n{"id": 2, "q": "p"}\n')
+    with pytest.raises(TaskDataError, match=r"t\.jsonl, line 4: missing field 'a'"):
+        build_validation_sets(["mine"], custom_tasks=custom(str(path)))
+    path.write_bytes(b'{"id": 1, "q": "caf\xe9", "a": "c"}\n')
+    with pytest.raises(TaskDataError, match=r"t\.jsonl: not UTF-8 text \(byte 19"):
+        build_validation_sets(["mine"], custom_tasks=custom(str(path)))
+    path.write_text("\n\n")
+    with pytest.raises(TaskDataError, match=r"'mine' has no problems: .*t\.jsonl holds no rows"):
+        build_validation_sets(["mine"], custom_tasks=custom(str(path)))
+
+
+def test_a_custom_task_names_its_language_and_may_join_prompt_fields(tmp_path):
+    rows = [
+        {"id": i, "decl": "use std::cmp;\n", "doc": f"/* {i} */\nfn f() -> i32 {{\n", "a": f"    {i}\n}}\n"}
+        for i in range(3)
+    ]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    spec = {"path": path, "prompt_fields": ["decl", "doc"], "completion_field": "a", "id_field": "id"}
+    with pytest.raises(TaskDataError, match="needs 'path' and 'language'.*missing \\['language'\\]"):
+        build_validation_sets(["mine"], custom_tasks={"mine": spec})
+    built = build_validation_sets(["mine"], custom_tasks={"mine": {**spec, "language": "rust"}})
+    first = built.splits["mine"][0]
+    assert first["prompt"] == "use std::cmp;\n/* 0 */\nfn f() -> i32 {\n" and first["language"] == "rust"
+    with pytest.raises(TaskDataError, match="prompt_fields must be a non-empty list"):
+        build_validation_sets(
+            ["mine"], custom_tasks={"mine": {**spec, "language": "rust", "prompt_fields": "decl"}}
+        )
+
+
+def test_humaneval_x_rust_prompt_keeps_its_declaration(tmp_path):
+    from codesift.tasks import load_humaneval_x
+
+    row = {"task_id": "Rust/0", "declaration": "use std::collections::HashMap;\n",
+           "prompt": "/* doc */\nfn f() -> i32 {\n", "canonical_solution": "    1\n}\n", "test": ""}  # fmt: skip
+    with gzip.open(tmp_path / "humaneval_rust.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps(row) + "\n")
+    rust = load_humaneval_x(str(tmp_path), "rust")[0]
+    assert rust["prompt"] == row["declaration"] + row["prompt"]
+    cpp = load_humaneval_x("data/humaneval-x", "cpp")[0]  # C++ keeps its signature in the prompt already
+    assert cpp["prompt"].rstrip().endswith("bool has_close_elements(vector<float> numbers, float threshold){")

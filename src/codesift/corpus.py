@@ -22,12 +22,21 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .configs import CorpusArguments
 from .filters import Decontaminator, Drop, ExactDeduplicator, NearDeduplicator, check_quality
+from .packing import pack_documents, split_train_candidates
+from .plots import plot_corpus_lengths, plot_dropped
+from .provenance import make_record, up_to_date, write_record
+from .tasks import tokenize_validation_sets
+from .tokenizer import load_tokenizer, train_bpe_tokenizer
+from .utils import atomic_directory, read_json, save_to_disk, set_seed, write_json, write_jsonl
+
+# Imported inside the functions that use them (heavy or optional): datasets.
 
 DOCUMENT_COLUMNS = ["doc_id", "text", "path", "source", "package", "language", "license", "sha256"]
 LANGUAGE_BY_EXTENSION = {
@@ -153,6 +162,7 @@ def directory_files(folder: str, languages: list[str]) -> Iterator[tuple[Path, s
 
 
 EXCLUDED_PATH = Drop("excluded_path", "matches exclude_path_patterns")
+NOT_A_FILE = Drop("not_a_regular_file", "a FIFO, socket, device or broken/looping symlink")
 
 
 def excluded_path(path: str, patterns: list[str]) -> bool:
@@ -175,9 +185,10 @@ def local_documents(args: CorpusArguments, stats: CorpusStats) -> Iterator[dict]
         label = source.split(":")[0]
         for file, relative, package, license in files:
             path = f"{source.removeprefix('dir:')}/{relative}" if label == "dir" else relative
-            if excluded_path(
-                path, args.exclude_path_patterns
-            ):  # before reading: test fixtures may not be UTF-8
+            if not file.is_file():  # a FIFO would hang the read, a symlink loop fail it
+                stats.drop(f"{label}:{path}", path, 0, NOT_A_FILE)
+                continue
+            if excluded_path(path, args.exclude_path_patterns):  # before reading: fixtures may not be UTF-8
                 stats.drop(f"{label}:{path}", path, file.stat().st_size, EXCLUDED_PATH)
                 continue
             try:
@@ -327,7 +338,16 @@ def collect_documents(args: CorpusArguments, validation_sets=None):
     documents = filter_documents(iter_documents(args, stats), filters, stats, args.exclude_path_patterns)
     rows = list(tqdm(documents, desc="reading and filtering documents", unit="doc"))
     if not rows:
-        raise CorpusError(f"no document survived: {stats.summary()}")
+        summary = stats.summary()
+        if summary["documents_read"] == 0:
+            raise CorpusError(
+                f"no document: no file of the languages {args.languages} was found in the sources "
+                f"{args.sources} (the languages are matched by file extension)"
+            )
+        reasons = ", ".join(f"{reason}: {info['documents']}" for reason, info in summary["dropped"].items())
+        raise CorpusError(
+            f"no document survived: all {summary['documents_read']} files read were dropped ({reasons})"
+        )
     columns = {col: [row[col] for row in rows] for col in DOCUMENT_COLUMNS}
     return Dataset.from_dict(columns), stats
 
@@ -353,8 +373,6 @@ def tokenize_documents(documents, tokenizer, num_proc: int):
 def blocks_dataset_dict(tokenized, seq_len: int, eos_token_id: int, num_candidates: int, seed: int):
     """Pack, then split into `train` and `candidates`; returns (DatasetDict, packing stats)."""
     from datasets import Dataset, DatasetDict, Features, Sequence, Value
-
-    from .packing import pack_documents, split_train_candidates
 
     pairs = ((row["doc_id"], row["input_ids"]) for row in tqdm(tokenized, desc="packing blocks", unit="doc"))
     blocks, tail = pack_documents(pairs, seq_len, eos_token_id)
@@ -405,9 +423,6 @@ def build_corpus(args: CorpusArguments, output_dir: str | os.PathLike, validatio
     """Write documents/ (with num_tokens), tokenizer/, blocks/, validation_tokenized/ (when validation sets are given),
     dropped.jsonl and manifest.json into `output_dir` (which the caller makes atomic). Returns the
     manifest."""
-    from .tasks import tokenize_validation_sets
-    from .tokenizer import load_tokenizer, train_bpe_tokenizer
-    from .utils import save_to_disk, write_json, write_jsonl
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -491,14 +506,35 @@ def load_validation_sets(path: str | None):
     return load_from_disk(str(path))
 
 
+def corpus_record(args: CorpusArguments) -> dict:
+    """What the corpus is made from: the arguments, the validation sets it was decontaminated
+    against, the Python and the installed packages it read, and any folder source."""
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    folders = {source: source[4:] for source in args.sources if source.startswith("dir:")}
+    arguments = {k: v for k, v in vars(args).items() if k not in ("output_dir", "num_proc")}
+    return make_record(
+        arguments,
+        {"validation_sets": args.validation_sets, **folders},
+        python=platform.python_version(),
+        packages={name: installed(name) for name in args.site_packages},
+    )
+
+
 def run_corpus_stage(args: CorpusArguments) -> dict:
     """The whole stage for a `CorpusArguments`: documents, tokenizer, blocks, manifest and plots,
-    written into `args.output_dir` whole or not at all. Returns the manifest."""
+    written into `args.output_dir` whole or not at all. Returns the manifest. A corpus made from
+    the same arguments and inputs is kept (provenance.json says what it was made from)."""
     from datasets import load_from_disk
 
-    from .plots import plot_corpus_lengths, plot_dropped
-    from .utils import atomic_directory, set_seed
-
+    record = corpus_record(args)
+    if up_to_date(args.output_dir, record, "corpus", "manifest.json"):
+        return read_json(Path(args.output_dir) / "manifest.json")
     set_seed(args.seed)
     validation_sets = load_validation_sets(args.validation_sets)  # checked before anything is written
     with atomic_directory(args.output_dir) as tmp:
@@ -507,4 +543,5 @@ def run_corpus_stage(args: CorpusArguments) -> dict:
         blocks = load_from_disk(str(tmp / "blocks"))["train"]
         plot_corpus_lengths(documents["num_tokens"], blocks, args.seq_len, tmp / "plots" / "lengths.png")
         plot_dropped(manifest, tmp / "plots" / "dropped.png")
+        write_record(tmp, record)
     return manifest

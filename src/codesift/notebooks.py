@@ -10,6 +10,8 @@ import json
 import time
 from pathlib import Path
 
+# Imported inside the functions that use them (heavy or optional): nbconvert, nbformat, papermill.
+
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict | None = None) -> float:
     """Run `notebook` top to bottom (papermill, kernel python3, cwd = its folder), write the

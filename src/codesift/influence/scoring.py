@@ -8,6 +8,7 @@ the scorer computes it anyway), and for the exact method `loss_before_<task>` an
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -17,9 +18,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
+from ..provenance import changes, make_record, read_record, up_to_date, write_record
+from ..training import check_blocks, load_blocks, load_eval_datasets
+from ..utils import atomic_directory, save_to_disk, set_seed, write_json
 from .exact import ExactScorer
 from .fast import FAST_METHODS, FirstOrderScorer
+from .stats import common_blocks, load_scores, score_tasks, spearman, task_correlations
 from .validation import InfluenceError, ValidationBatches
+
+# Imported inside the functions that use them (heavy or optional): accelerate, datasets, transformers.
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("exact", *FAST_METHODS)
 
@@ -137,7 +147,6 @@ def load_checkpoint_for_scoring(checkpoint: str | Path, device="cpu"):
 
 
 def load_candidates(path: str, split: str, max_candidates: int | None):
-    from ..training import load_blocks
 
     candidates = load_blocks(path, split)
     if max_candidates is not None:
@@ -149,14 +158,33 @@ def scores_folder(output_dir, step: int, method: str) -> Path:
     return Path(output_dir) / f"step-{step}" / method
 
 
+def scoring_record(args, checkpoint, method: str, max_grad_norm) -> dict:
+    """What one score set is made from: the checkpoint, the candidates, the validation sets, and
+    every argument that changes a score or which candidates are scored."""
+    arguments = {
+        "method": method,
+        "tasks": list(args.tasks),
+        "part": args.part,
+        "candidates_split": args.candidates_split,
+        "max_candidates": args.max_candidates,
+        "max_grad_norm": max_grad_norm,
+        "eval_batch_size": args.eval_batch_size,
+        "shard_size": args.shard_size,
+        "seed": args.seed,
+    }
+    inputs = {
+        "checkpoint": checkpoint,
+        "candidates": args.candidates,
+        "validation_sets": args.validation_sets,
+    }
+    return make_record(arguments, inputs)
+
+
 def run_influence_stage(args) -> dict:
     """Score the candidate pool at every checkpoint with every method; one dataset per (step,
     method) under `output_dir/step-<k>/<method>`. Finished folders are skipped and unfinished ones
     resume from their shards. Returns {(step, method): seconds per candidate}."""
     from accelerate import PartialState
-
-    from ..training import check_blocks, load_eval_datasets
-    from ..utils import atomic_directory, save_to_disk, set_seed, write_json
 
     set_seed(args.seed)
     unknown = [m for m in args.methods if m not in METHODS]
@@ -183,9 +211,20 @@ def run_influence_stage(args) -> dict:
         max_grad_norm = args.max_grad_norm if args.max_grad_norm is not None else train_args.max_grad_norm
         for method in args.methods:
             final = scores_folder(args.output_dir, step, method)
-            if (final / "dataset_info.json").is_file():
+            record = scoring_record(args, checkpoint, method, max_grad_norm)
+            if up_to_date(final, record, f"{method} scores at step {step}", "dataset_info.json"):
                 continue
             shards = Path(args.output_dir) / ".shards" / f"step-{step}-{method}"
+            if state.is_main_process:
+                if shards.exists() and changes(read_record(shards), record):  # shards of other arguments
+                    logger.info(
+                        "starting %s over: %s changed",
+                        shards,
+                        ", ".join(changes(read_record(shards), record)),
+                    )
+                    shutil.rmtree(shards)
+                write_record(shards, record)
+            state.wait_for_everyone()
             start = time.perf_counter()
             scorer = make_scorer(method, model, optimizer, validation, max_grad_norm)
             score_pool_in_shards(
@@ -220,6 +259,7 @@ def run_influence_stage(args) -> dict:
                             "processes": state.num_processes,
                         },
                     )
+                    write_record(tmp, record)
                 shutil.rmtree(shards, ignore_errors=True)
             state.wait_for_everyone()
     return timings
@@ -228,8 +268,6 @@ def run_influence_stage(args) -> dict:
 def write_influence_plots(output_dir) -> list[Path]:
     """Figures over every score set found under `output_dir`: distributions and task correlations
     per (step, method), correlations across steps, and each fast method against the exact scores."""
-    from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
-    from .stats import common_blocks, load_scores, score_tasks, spearman, task_correlations
 
     plots = Path(output_dir) / "plots"
     written = []

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+# Imported inside the functions that use them (heavy or optional): datasets, pandas.
+
 
 def load_scores(output_dir) -> dict[tuple[int, str], object]:
     """{(step, method): scores Dataset} for every finished folder `output_dir/step-<k>/<method>`."""

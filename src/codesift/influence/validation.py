@@ -68,8 +68,10 @@ class ValidationBatches:
             logits = logits.float()  # the loss in at least float32, as the model's own loss is
         nll = F.cross_entropy(logits, targets[scored], reduction="none")
         rows = scored.nonzero()[:, 0]
-        sums = torch.zeros(len(self.tasks), dtype=nll.dtype, device=nll.device)
-        return sums.index_add(0, task_index[rows], nll)
+        # summed in float64: a float32 sum of thousands of token losses near 5 drifts by ~1e-5,
+        # more than the differences between candidates that the exact score must resolve
+        sums = torch.zeros(len(self.tasks), dtype=torch.float64, device=nll.device)
+        return sums.index_add(0, task_index[rows], nll.double())
 
     def losses(self, model) -> torch.Tensor:
         """Each task's mean completion-token loss (float64 vector, in `self.tasks` order)."""

@@ -1,0 +1,24 @@
+"""Write the numbers a run produced into the docs (README's headline, docs/06, workshop timings).
+
+python scripts/update_docs.py --results outputs/tiny/experiment    # after `make table`
+python scripts/update_docs.py --timings outputs/notebooks/timings.json   # after `make notebooks`
+"""
+
+import argparse
+
+from codesift.cli import report_errors
+from codesift.reporting import update_results_docs, update_timings_docs
+from codesift.utils import project_root
+
+if __name__ == "__main__":
+    with report_errors():
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--results", help="a finished experiment folder (results.json, .md, .png)")
+        parser.add_argument("--timings", help="timings.json written by scripts/run_notebooks.py")
+        args = parser.parse_args()
+        root = project_root()
+        if args.results:
+            for path in update_results_docs(args.results, root):
+                print(f"wrote {path}")
+        if args.timings:
+            print(f"wrote {update_timings_docs(args.timings, root)}")

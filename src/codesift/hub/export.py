@@ -1,0 +1,112 @@
+"""Stage 07, the exports: a filtered dataset or a model as a folder laid out exactly as its Hub repo
+will be (`load_dataset(folder)` and `from_pretrained(folder)` read it as they read the repo)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..utils import atomic_directory
+from .cards import (
+    ExportSources,
+    HubError,
+    check_repo_id,
+    dataset_card,
+    gather_facts,
+    model_card,
+    recipe_files,
+)
+
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+# ----------------------------------------------------------------------------------------------
+# Export: a folder in the Hub repo's layout
+# ----------------------------------------------------------------------------------------------
+
+
+def _copy_recipe(recipe_dir: Path, target: Path) -> str:
+    target.mkdir(parents=True, exist_ok=True)
+    texts = []
+    for path in recipe_files(recipe_dir):
+        shutil.copy(path, target / path.name)
+        texts.append(f"# --- {path.name}\n{path.read_text().strip()}")
+    return "\n".join(texts)
+
+
+def export_dataset(
+    sources: ExportSources, export_dir, repo_id: str, model_repo_id: str | None = None
+) -> Path:
+    """The filtered dataset as a Hub dataset repo folder: data/*.parquet, README.md, recipe/, and the
+    tokenizer that decodes its blocks under tokenizer/ (the card also names the model repo that
+    has it, `model_repo_id`, when there is one)."""
+
+    check_repo_id(repo_id)
+    parquet = sorted((sources.selection_dir / "data").glob("*.parquet"))
+    if not parquet:
+        raise HubError(f"no data/*.parquet in {sources.selection_dir}: run scripts/filter_data.py first")
+    tokenizer = sources.corpus_dir / "tokenizer"
+    if not (tokenizer / "tokenizer.json").is_file():
+        raise HubError(f"no tokenizer.json in {tokenizer}: the blocks could not be decoded")
+    facts = gather_facts(sources)
+    with atomic_directory(export_dir) as tmp:
+        _copy_recipe(sources.recipe_dir, tmp / "recipe")
+        shutil.copytree(tokenizer, tmp / "tokenizer")
+        # the selection's exact parameters (an experiment arm's are not filter.yaml's)
+        parameters = {k: v for k, v in facts["selection"].items() if k not in ("packages", "sources")}
+        card = dataset_card(
+            facts, repo_id, yaml.safe_dump(parameters, sort_keys=False).strip(), model_repo_id
+        )
+        (tmp / "data").mkdir()
+        for path in parquet:
+            shutil.copy(path, tmp / "data" / path.name)
+        card.save(tmp / "README.md")
+        shutil.copy(sources.selection_dir / "selection.json", tmp / "selection.json")
+    return Path(export_dir)
+
+
+def copy_model_files(source: Path, target: Path) -> None:
+    """The files a model repo needs (MODEL_FILES that exist), never the training state."""
+    for name in MODEL_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, target / name)
+
+
+def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: str | None = None) -> Path:
+    """A model folder as a Hub model repo: weights, config, tokenizer, README.md, recipe/. Training
+    state (optimizer, training_args.bin, which can hold a hub token) is never exported."""
+
+    check_repo_id(repo_id)
+    if base_model is not None:
+        check_repo_id(base_model)
+    model_dir = sources.model_dir
+    if model_dir is None or not (Path(model_dir) / "config.json").is_file():
+        raise HubError(f"no model (config.json) at {model_dir}")
+    if not (Path(model_dir) / "model.safetensors").is_file():
+        raise HubError(f"no model.safetensors at {model_dir}")
+    facts = gather_facts(sources)
+    with atomic_directory(export_dir) as tmp:
+        recipe_yaml = _copy_recipe(sources.recipe_dir, tmp / "recipe")
+        card = model_card(facts, repo_id, Path(model_dir), recipe_yaml, base_model)
+        copy_model_files(Path(model_dir), tmp)
+        card.save(tmp / "README.md")
+    return Path(export_dir)
+
+
+def check_export(folder, repo_type: str) -> list[str]:
+    """The files an export would upload; refuses a folder missing its card or its data."""
+    folder = Path(folder)
+    if not (folder / "README.md").is_file():
+        raise HubError(f"{folder} has no README.md card; export it with scripts/push_to_hub.py first")
+    if repo_type == "dataset" and not list(folder.glob("data/*.parquet")):
+        raise HubError(f"{folder} has no data/*.parquet: an export folder missing its data")
+    if repo_type == "model" and not (folder / "config.json").is_file():
+        raise HubError(f"{folder} has no config.json: an export folder missing its model")
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())

@@ -1,0 +1,94 @@
+"""Numbers that runs produce, written into the docs by the run rather than retyped.
+
+`make table` writes the headline results into README.md (between `<!-- results:start` and
+`<!-- results:end -->`), the full table into docs/06_experiment.md and the figure into
+docs/images/; `make notebooks` writes each notebook's run time into workshop/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """`text` with the lines between `<!-- name:start ... -->` and `<!-- name:end -->` replaced by
+    `body` (the marker lines stay). A missing or doubled marker is an error, not a silent append."""
+    pattern = re.compile(rf"(<!-- {name}:start[^\n]*-->\n)(.*?)(<!-- {name}:end -->)", re.DOTALL)
+    found = pattern.findall(text)
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one '<!-- {name}:start' ... '<!-- {name}:end -->' block, found {len(found)}"
+        )
+    return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(3), text)
+
+
+def _fmt(mean_ci) -> str:
+    mean, ci = mean_ci
+    if mean is None:
+        return "-"
+    return f"{mean:+.3f}" if ci is None or ci != ci else f"{mean:+.3f} ± {ci:.3f}"
+
+
+def headline_table(results: dict) -> str:
+    """The README's short table from results.json: each arm's paired difference to random in
+    report loss per task, and its selection time."""
+    summary = results["summary"]
+    tasks = results["arguments"]["table_tasks"]
+    header = ["arm", *[f"{task} report loss - random" for task in tasks], "selection time (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm, entry in summary.items():
+        diffs = [entry.get(f"vs_random/loss/{task}/report", (None, None)) for task in tasks]
+        if all(d[0] is None for d in diffs):
+            continue  # random itself and the checkpoint have no difference to random
+        cells = [arm, *map(_fmt, diffs), f"{entry['selection_seconds'][0]:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def results_provenance(results_markdown: str) -> str:
+    """The date and machine lines of a results.md, as one sentence."""
+    date = re.search(r"Date: (\d{4}-\d{2}-\d{2})", results_markdown)
+    machine = re.search(r"Machine: ([^\n]+)", results_markdown)
+    seeds = re.search(r"over (\d+) seed", results_markdown)
+    return (
+        f"{date.group(1) if date else 'date unknown'}; {machine.group(1) if machine else 'machine unknown'}; "
+        f"{seeds.group(1) if seeds else '?'} seed(s)."
+    )
+
+
+def update_results_docs(experiment_dir: str | Path, root: str | Path) -> list[Path]:
+    """README's headline block, docs/06_experiment.md's full table and docs/images/results.png,
+    from a finished experiment folder."""
+    experiment_dir, root = Path(experiment_dir), Path(root)
+    results = json.loads((experiment_dir / "results.json").read_text())
+    markdown = (experiment_dir / "results.md").read_text()
+    readme, page = root / "README.md", root / "docs" / "06_experiment.md"
+    headline = (
+        f"{headline_table(results)}\n\n{results_provenance(markdown)} The whole table, with pass@1 and the "
+        "`select` halves: [docs/06_experiment.md](docs/06_experiment.md)."
+    )
+    readme.write_text(replace_block(readme.read_text(), "results", headline))
+    table = "\n".join(line for line in markdown.splitlines() if not line.startswith("# "))
+    page.write_text(replace_block(page.read_text(), "results", table.strip()))
+    image = root / "docs" / "images" / "results.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(experiment_dir / "results.png", image)
+    return [readme, page, image]
+
+
+def timings_table(timings: dict[str, float]) -> str:
+    lines = ["| notebook | minutes |", "|---|---|"]
+    lines += [f"| `{name}` | {seconds / 60:.1f} |" for name, seconds in timings.items()]
+    lines.append(f"| all | {sum(timings.values()) / 60:.1f} |")
+    return "\n".join(lines)
+
+
+def update_timings_docs(timings_file: str | Path, root: str | Path) -> Path:
+    """workshop/README.md's run-time block from `make notebooks`' timings.json."""
+    timings = json.loads(Path(timings_file).read_text())
+    plan = Path(root) / "workshop" / "README.md"
+    plan.write_text(replace_block(plan.read_text(), "timings", timings_table(timings)))
+    return plan

@@ -1,0 +1,68 @@
+"""The numbers written into the docs come from a run's files, and only the marked blocks change."""
+
+import json
+
+import pytest
+
+from codesift.reporting import headline_table, replace_block, timings_table, update_results_docs
+
+
+def test_replace_block_changes_only_the_block():
+    text = "before\n<!-- results:start note -->\nold\nlines\n<!-- results:end -->\nafter\n"
+    assert (
+        replace_block(text, "results", "new")
+        == "before\n<!-- results:start note -->\nnew\n<!-- results:end -->\nafter\n"
+    )
+    with pytest.raises(ValueError, match="found 0"):
+        replace_block("no markers", "results", "new")
+    with pytest.raises(ValueError, match="found 2"):
+        replace_block(text + text, "results", "new")
+
+
+def results_json(tmp_path):
+    summary = {
+        "checkpoint (no continued training)": {
+            "vs_random/loss/humaneval/report": [None, None],
+            "selection_seconds": [0.0, None],
+        },
+        "random": {"vs_random/loss/humaneval/report": [None, None], "selection_seconds": [0.3, 0.01]},
+        "influence_x": {
+            "vs_random/loss/humaneval/report": [-0.1234, 0.02],
+            "selection_seconds": [160.04, 0.0],
+        },
+    }
+    experiment = tmp_path / "experiment"
+    experiment.mkdir()
+    (experiment / "results.json").write_text(
+        json.dumps({"summary": summary, "arguments": {"table_tasks": ["humaneval"]}})
+    )
+    (experiment / "results.md").write_text(
+        "# Results\n\n- Date: 2030-01-02; recipe\n- Machine: 2 CPU cores\n- Mean ± 95% CI (t) over 3 seed(s)\n\n| a |\n"
+    )
+    (experiment / "results.png").write_bytes(b"\x89PNG fake")
+    return experiment
+
+
+def test_headline_table_lists_arms_with_a_difference(tmp_path):
+    table = headline_table(json.loads((results_json(tmp_path) / "results.json").read_text()))
+    assert table.splitlines()[2] == "| influence_x | -0.123 ± 0.020 | 160.0 |"
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["influence_x"]
+
+
+def test_update_results_docs_writes_readme_page_and_image(tmp_path):
+    experiment = results_json(tmp_path)
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    marker = "x\n<!-- results:start -->\nold\n<!-- results:end -->\ny\n"
+    (root / "README.md").write_text(marker)
+    (root / "docs" / "06_experiment.md").write_text(marker)
+    update_results_docs(experiment, root)
+    readme = (root / "README.md").read_text()
+    assert "| influence_x | -0.123 ± 0.020 | 160.0 |" in readme and "old" not in readme
+    assert "2030-01-02; 2 CPU cores; 3 seed(s)." in readme
+    assert "| a |" in (root / "docs" / "06_experiment.md").read_text()
+    assert (root / "docs" / "images" / "results.png").read_bytes() == b"\x89PNG fake"
+
+
+def test_timings_table_sums_minutes():
+    assert timings_table({"01_a": 60.0, "02_b": 90.0}).splitlines()[-1] == "| all | 2.5 |"
