@@ -53,7 +53,6 @@ CALLBACKS: dict[str, type[TrainerCallback] | str] = {
 
 def get_callbacks(names: list[str], kwargs: dict | None = None) -> list[TrainerCallback]:
     """Callbacks by name, each built with its entry of `kwargs` (the recipe's `callback_kwargs`)."""
-
     kwargs = dict(kwargs or {})
     unknown = [name for name in [*names, *kwargs] if name not in CALLBACKS]
     if unknown:

@@ -383,7 +383,6 @@ def parse_args(*dataclass_types, args: list[str] | None = None):
 
 def json_object(text: str) -> dict:
     """A dict-valued recipe key given on the command line: `--task_sources '{"mbpp": "x.jsonl"}'`."""
-
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:

@@ -423,7 +423,6 @@ def build_corpus(args: CorpusArguments, output_dir: str | os.PathLike, validatio
     """Write documents/ (with num_tokens), tokenizer/, blocks/, validation_tokenized/ (when validation sets are given),
     dropped.jsonl and manifest.json into `output_dir` (which the caller makes atomic). Returns the
     manifest."""
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     timings = {}

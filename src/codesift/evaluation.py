@@ -132,7 +132,6 @@ def load_sets(path: str, what: str):
 def evaluate_model(args, model=None, tokenizer=None, metric=None) -> dict:
     """Every measure for one model, as a flat dict ("loss/<task>/<part>", "pass@1/<task>/<part>",
     ...) plus the generated programs' outcomes under "samples"."""
-
     set_seed(args.seed)
     start = time.perf_counter()
     if model is None:
@@ -197,7 +196,6 @@ def reference_pass_at_1(validation_sets, task: str, part: str | None = None, met
 
 def run_evaluation_stage(args) -> dict:
     """Evaluate `args.model_name_or_path`; writes metrics.json and samples.jsonl to output_dir."""
-
     results = evaluate_model(args)
     samples = results.pop("samples")
     with atomic_directory(args.output_dir) as tmp:

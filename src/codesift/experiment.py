@@ -79,7 +79,6 @@ def arm_arguments(args, spec: dict, seed: int, output_dir) -> SelectionArguments
 
 def continue_pretraining(args, blocks_dir, output_dir, seed: int, extra_callbacks=()) -> dict:
     """`args.continue_steps` more steps from the checkpoint on the selected blocks."""
-
     configs = load_configs(
         stage_arguments("pretrain"),
         args.pretrain_recipe,
@@ -177,7 +176,6 @@ def cell_record(args, spec: dict | None, seed: int | None) -> dict:
 
 def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric) -> dict:
     """One arm at one seed: select, continue pretraining, evaluate; metrics.json marks it done."""
-
     selection_args = arm_arguments(args, spec, seed, cell / "selection")
     selection = select(selection_args, candidates, losses)
     write_selection(selection, cell / "selection", candidates, documents)
@@ -213,7 +211,6 @@ def losses_seconds(output_dir) -> float:
 def candidate_losses_cached(args, candidates, output_dir: Path):
     """The perplexity baseline's signal: recorded by stage 03 while scoring (free), else computed
     once per experiment under the checkpoint (and timed)."""
-
     recorded = recorded_candidate_losses(
         load_scores_dataset(args.scores), [int(b) for b in candidates["block_id"]]
     )
@@ -234,7 +231,6 @@ def candidate_losses_cached(args, candidates, output_dir: Path):
 
 def run_experiment(args) -> dict:
     """Every cell (resuming), the checkpoint's own row, then the table. Returns the table's paths."""
-
     check_experiment(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +294,6 @@ def table_columns(tasks: list[str]) -> list[tuple[str, str]]:
 def summarise(rows: list[dict], arms: list[str], tasks: list[str]) -> dict:
     """{arm: {key: (mean, ci)}} plus seeds, tokens and selection time, and the paired difference
     from random per seed for the report losses."""
-
     keys = [key for key, _ in table_columns(tasks)] + ["tokens_trained", "selection_seconds"]
     summary = {}
     by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in arms}

@@ -95,5 +95,4 @@ def build_model(config, seed: int):
 def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int = 64) -> str:
     """The model's greedy continuation of `prompt` (the prompt cut from the left to fit the context),
     not cut at any stop sequence."""
-
     return generate_completions(model, tokenizer, [prompt], max_new_tokens, stops=())[0][0]

@@ -13,7 +13,6 @@ from .training import run_pretraining
 
 def ensure_stage_01(output_root: str, recipe: str = "tiny", **corpus_overrides) -> None:
     """Build the validation sets and the corpus under `output_root` unless they are already there."""
-
     if not (Path(output_root) / "validation_sets" / "dataset_dict.json").is_file():
         run_validation_sets_stage(load_stage_config("validation_sets", recipe, output_root))
     if not (Path(output_root) / "corpus" / "manifest.json").is_file():
@@ -22,7 +21,6 @@ def ensure_stage_01(output_root: str, recipe: str = "tiny", **corpus_overrides) 
 
 def ensure_stage_02(output_root: str, recipe: str = "tiny", corpus_overrides=None, **train_overrides) -> None:
     """Stages 01 and 02 under `output_root` unless a pretraining run with checkpoints is there."""
-
     ensure_stage_01(output_root, recipe, **(corpus_overrides or {}))
     if not any((Path(output_root) / "pretrain").glob("checkpoint-*")):
         run_pretraining(*load_stage_config("pretrain", recipe, output_root, **train_overrides))
@@ -33,6 +31,5 @@ def ensure_stage_03(
 ) -> None:
     """Stages 01-03 under `output_root`: the pool scored at the recipe's checkpoints (finished score
     sets are kept, so this only scores what is missing)."""
-
     ensure_stage_02(output_root, recipe, corpus_overrides, **(train_overrides or {}))
     run_influence_stage(load_stage_config("influence", recipe, output_root, **influence_overrides))

@@ -65,7 +65,6 @@ def plot_validation_lengths(tokenized_sets, tasks: list[str] | None = None, path
 
 def plot_corpus_lengths(document_tokens, blocks, seq_len: int, path=None):
     """Document lengths in tokens (log scale) and how many documents each block spans."""
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     lengths = np.asarray(document_tokens)
     axes[0].hist(lengths, bins=np.logspace(0, np.log10(max(2, lengths.max())), 40))
@@ -99,7 +98,6 @@ def plot_dropped(manifest: dict, path=None):
 def read_log_history(run_dir) -> list[dict]:
     """The Trainer's log history of a run folder (its final trainer_state.json, else the newest
     checkpoint's)."""
-
     run_dir = Path(run_dir)
     states = [run_dir / "trainer_state.json"] + sorted(
         run_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: -int(p.parent.name.split("-")[1])
@@ -186,7 +184,6 @@ def plot_feature_effects(features, score_column: str, path=None):
 
 def plot_selection_histogram(values, kept, name: str, path=None):
     """The value every candidate was ranked by, all candidates vs the kept ones, the cut marked."""
-
     values = np.asarray(values)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bins = np.histogram_bin_edges(values, bins=50)
@@ -216,7 +213,6 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
     """Did selection beat random at equal tokens? One panel per task: each arm's paired difference
     to random in `report` loss (mean and 95% interval over seeds), with the zero line. Below zero
     is better than random. Arms without a difference (random itself, the checkpoint) are left out."""
-
     keys = [f"vs_random/loss/{task}/report" for task in tasks]
     arms = [a for a in summary if any(summary[a].get(k, (None,))[0] is not None for k in keys)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 0.5 * len(arms) + 1.9), sharey=True)

@@ -255,7 +255,6 @@ def load_scores_dataset(path: str):
 def select(args, candidates=None, losses=None) -> Selection:
     """Choose blocks as `args` (SelectionArguments) says. Everything is checked before any choice;
     `candidates` and `losses` may be passed in to reuse them across strategies."""
-
     check_arguments(args)
     start = time.perf_counter()
     if candidates is None:
@@ -310,7 +309,6 @@ def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int]):
 def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package") -> list[dict]:
     """Per value of a document column (package, source) of a block's first document: candidates,
     kept, and the share kept."""
-
     value_of = dict(zip(documents["doc_id"], documents[column], strict=True))
     values = [value_of.get(doc_ids[0], "?") for doc_ids in candidates["doc_ids"]]
     total = Counter(values)
@@ -325,7 +323,6 @@ def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package"
 def write_selection(selection: Selection, output_dir, candidates=None, documents=None) -> dict:
     """The kept blocks (`save_to_disk` under blocks/, and parquet under data/ for publishing), the
     metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
-
     with atomic_directory(output_dir) as tmp:
         save_to_disk(selection.blocks, tmp / "blocks")
         (tmp / "data").mkdir()
@@ -357,7 +354,6 @@ def load_documents(path: str | None):
 def run_selection_stage(args) -> dict:
     """Select as the recipe says and write the result to `args.output_dir`; returns the report
     (selection.json's content)."""
-
     set_seed(args.seed)
     check_arguments(args)
     candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)

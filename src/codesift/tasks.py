@@ -538,7 +538,6 @@ def format_masked_example(row: dict, tokenizer, max_length: int, show: int = 12)
 
 def validation_sets_record(args) -> dict:
     """What the validation sets are made from: the arguments and every local task file."""
-
     files = {f"task_sources.{k}": v for k, v in args.task_sources.items() if looks_like_local_path(v)}
     files |= {f"custom_tasks.{k}": v.get("path") for k, v in args.custom_tasks.items()}
     arguments = {k: v for k, v in vars(args).items() if k != "output_dir"}

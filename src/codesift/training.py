@@ -262,7 +262,6 @@ def build_trainer(model_args, pretrain_args, training_args, start: RunStart, ext
 def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()) -> dict:
     """The whole stage: plan the start, build, train, save the final model, state and card.
     Returns the final metrics (train and each task's eval loss)."""
-
     set_seed(training_args.seed)
     start = plan_start(model_args, pretrain_args, training_args)
     if start.resume_from and read_checkpoint_schedule(Path(start.resume_from))[0] >= training_args.max_steps:

@@ -103,7 +103,6 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
 
 def stable_seed(seed: int, name: str) -> int:
     """A seed for one named thing (a task, a split) that does not move when other names are added."""
-
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
 
 

@@ -47,7 +47,6 @@ def export_dataset(
     """The filtered dataset as a Hub dataset repo folder: data/*.parquet, README.md, recipe/, and the
     tokenizer that decodes its blocks under tokenizer/ (the card also names the model repo that
     has it, `model_repo_id`, when there is one)."""
-
     check_repo_id(repo_id)
     parquet = sorted((sources.selection_dir / "data").glob("*.parquet"))
     if not parquet:
@@ -82,7 +81,6 @@ def copy_model_files(source: Path, target: Path) -> None:
 def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: str | None = None) -> Path:
     """A model folder as a Hub model repo: weights, config, tokenizer, README.md, recipe/. Training
     state (optimizer, training_args.bin, which can hold a hub token) is never exported."""
-
     check_repo_id(repo_id)
     if base_model is not None:
         check_repo_id(base_model)

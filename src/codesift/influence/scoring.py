@@ -268,7 +268,6 @@ def run_influence_stage(args) -> dict:
 def write_influence_plots(output_dir) -> list[Path]:
     """Figures over every score set found under `output_dir`: distributions and task correlations
     per (step, method), correlations across steps, and each fast method against the exact scores."""
-
     plots = Path(output_dir) / "plots"
     written = []
     found = load_scores(output_dir)

@@ -1,0 +1,115 @@
+"""The kit stands alone and its house is in order: a clone with nothing beside it runs stage 01, and
+the library's modules import one way, in stage order, with no cycle."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "codesift"
+
+
+def test_a_clone_with_nothing_beside_it_runs_stage_01(tmp_path):
+    """The committed kit, cloned into an empty folder (no ../shared, no outputs), builds the tiny
+    recipe's validation sets and a small corpus from the files it ships."""
+    clone = tmp_path / "alone" / "codesift"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, capture_output=True)
+    assert sorted(p.name for p in clone.parent.iterdir()) == ["codesift"]
+    env = {**os.environ, "PYTHONPATH": str(clone / "src"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    for script, extra in [
+        ("build_validation_sets.py", []),
+        ("build_corpus.py", ["--max_documents", "60", "--num_candidates", "10", "--vocab_size", "500"]),
+    ]:
+        stage = script.removeprefix("build_").removesuffix(".py")
+        run = subprocess.run(
+            [sys.executable, f"scripts/{script}", "--config", f"recipes/tiny/{stage}.yaml", *extra],
+            cwd=clone, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+    metadata = (clone / "outputs/tiny/validation_sets/metadata.json").read_text()
+    assert '"source": "data/mbpp/mbpp.jsonl"' in metadata and '"source": "data/humaneval-x"' in metadata
+    assert (clone / "outputs/tiny/corpus/manifest.json").is_file()
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: the codesift modules it imports}, module-level and local imports alike."""
+    modules = {}
+    for file in PACKAGE.rglob("*.py"):
+        parts = file.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = file
+    graph = {}
+    for name, file in modules.items():
+        package = name if file.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+                found = [target] if target in modules else [f"{target}.{a.name}" for a in node.names]
+                targets |= {t for t in found if t in modules}
+            elif isinstance(node, ast.ImportFrom | ast.Import) and not getattr(node, "level", 0):
+                names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                targets |= {n for n in names if n and n in modules}
+        graph[name] = targets - {name}
+    return graph
+
+
+def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return path[path.index(target) :] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[node] = "done"
+        path.pop()
+        return None
+
+    return next((found for node in sorted(graph) if node not in state and (found := visit(node))), None)
+
+
+def test_the_library_has_no_import_cycle():
+    graph = import_graph()
+    assert len(graph) > 20 and "codesift.tasks" in graph["codesift.corpus"]
+    assert cycle_in(graph) is None, cycle_in(graph)
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_early_stages_import_no_later_stage():
+    """tasks/corpus -> modeling/training -> influence -> selection -> evaluation -> experiment -> hub."""
+    order = [
+        "tasks",
+        "corpus",
+        "modeling",
+        "training",
+        "influence",
+        "selection",
+        "evaluation",
+        "experiment",
+        "hub",
+    ]
+    rank = {f"codesift.{name}": i for i, name in enumerate(order)}
+
+    def stage(module):
+        return next(
+            (
+                rank[k]
+                for k in sorted(rank, key=len, reverse=True)
+                if module == k or module.startswith(k + ".")
+            ),
+            None,
+        )
+
+    upward = [
+        (module, target)
+        for module, targets in import_graph().items()
+        for target in targets
+        if stage(module) is not None and stage(target) is not None and stage(target) > stage(module)
+    ]
+    assert upward == []
