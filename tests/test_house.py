@@ -12,7 +12,7 @@ PACKAGE = ROOT / "src" / "codesift"
 
 
 def test_a_clone_with_nothing_beside_it_runs_stage_01(tmp_path):
-    """The committed kit, cloned into an empty folder (no ../shared, no outputs), builds the tiny
+    """The committed kit, cloned into an empty folder (nothing beside it, no outputs), builds the tiny
     recipe's validation sets and a small corpus from the files it ships."""
     clone = tmp_path / "alone" / "codesift"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, capture_output=True)
