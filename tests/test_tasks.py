@@ -341,3 +341,19 @@ def test_humaneval_x_rust_prompt_keeps_its_declaration(tmp_path):
     assert rust["prompt"] == row["declaration"] + row["prompt"]
     cpp = load_humaneval_x("data/humaneval-x", "cpp")[0]  # C++ keeps its signature in the prompt already
     assert cpp["prompt"].rstrip().endswith("bool has_close_elements(vector<float> numbers, float threshold){")
+
+
+def test_shipped_task_files_match_their_recorded_sha256(task_data):
+    """Every data file named in a SOURCE.md is in the repository, byte for byte as recorded."""
+    import hashlib
+    import re
+
+    checked = 0
+    for source in sorted(task_data.glob("*/SOURCE.md")):
+        for name, digest in re.findall(
+            r"^\| *([\w.-]+\.(?:jsonl|json|gz)) *\|.*\| *([0-9a-f]{64}) *\|$", source.read_text(), re.M
+        ):
+            assert hashlib.sha256((source.parent / name).read_bytes()).hexdigest() == digest, name
+            checked += 1
+    assert checked == 6  # mbpp.jsonl, sanitized-mbpp.json, HumanEval-X in four languages
+    assert {p.name for p in task_data.glob("*/LICENSE*")} == {"LICENSE", "LICENSE-CC-BY-4.0.txt"}
