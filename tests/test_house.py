@@ -113,3 +113,22 @@ def test_early_stages_import_no_later_stage():
         if stage(module) is not None and stage(target) is not None and stage(target) > stage(module)
     ]
     assert upward == []
+
+
+def test_every_relative_link_in_the_docs_points_at_a_file():
+    import re
+
+    pages = [
+        ROOT / "README.md",
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("workshop/*.md"),
+        *ROOT.glob("data/*.md"),
+    ]
+    pages += [*ROOT.glob("recipes/*/README.md"), ROOT / "metrics" / "pass_at_k" / "README.md"]
+    broken = [
+        f"{page.relative_to(ROOT)} -> {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text())
+        if not target.startswith(("http://", "https://")) and not (page.parent / target).exists()
+    ]
+    assert broken == []
