@@ -51,12 +51,16 @@ CALLBACKS: dict[str, type[TrainerCallback] | str] = {
 }
 
 
+def check_callback_names(names: list[str], kwargs: dict | None = None) -> None:
+    unknown = [name for name in [*names, *(kwargs or {})] if name not in CALLBACKS]
+    if unknown:
+        raise ValueError(f"unknown callback(s) {unknown}; known: {', '.join(CALLBACKS)}")
+
+
 def get_callbacks(names: list[str], kwargs: dict | None = None) -> list[TrainerCallback]:
     """Callbacks by name, each built with its entry of `kwargs` (the recipe's `callback_kwargs`)."""
     kwargs = dict(kwargs or {})
-    unknown = [name for name in [*names, *kwargs] if name not in CALLBACKS]
-    if unknown:
-        raise ValueError(f"unknown callback(s) {unknown}; known: {', '.join(CALLBACKS)}")
+    check_callback_names(names, kwargs)
     callbacks = []
     for name in names:
         target = CALLBACKS[name]

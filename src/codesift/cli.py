@@ -50,15 +50,18 @@ def report_errors(argv: list[str] | None = None) -> Iterator[None]:
 
 
 def setup_logging(training_args=None) -> None:
-    """INFO on the main process; under accelerate/torchrun the other processes log what the
-    TrainingArguments say (`get_process_log_level()`, warnings by default), as the HF scripts do."""
-    level = training_args.get_process_log_level() if training_args is not None else logging.INFO
-    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
-    try:
-        import datasets
-        import transformers
+    """The kit's INFO lines on the main process; under accelerate/torchrun the other processes log
+    what the TrainingArguments say for replicas (`get_process_log_level()`, warnings by default), as
+    the HF scripts do. An explicit `--log_level` also sets the libraries' verbosity."""
+    level = logging.INFO
+    if training_args is not None:
+        level = training_args.get_process_log_level()
+        if str(training_args.log_level) == "passive":  # the default: the kit's progress on the main process
+            level = logging.INFO if training_args.should_log else level
+        else:
+            import datasets
+            import transformers
 
-        datasets.utils.logging.set_verbosity(level)
-        transformers.utils.logging.set_verbosity(level)
-    except ImportError:  # the library is installed with both; the guard keeps cli importable alone
-        pass
+            datasets.utils.logging.set_verbosity(level)
+            transformers.utils.logging.set_verbosity(level)
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
-from .callbacks import ScheduleRecorderCallback, get_callbacks
+from .callbacks import ScheduleRecorderCallback, check_callback_names, get_callbacks
 from .modeling import ASSUMED_PRESETS, build_model, build_model_config, count_parameters
 from .plots import plot_training_curves
 from .tasks import task_names, task_part
@@ -263,6 +263,7 @@ def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()
     """The whole stage: plan the start, build, train, save the final model, state and card.
     Returns the final metrics (train and each task's eval loss)."""
     set_seed(training_args.seed)
+    check_callback_names(pretrain_args.callbacks, pretrain_args.callback_kwargs)  # even for a finished run
     start = plan_start(model_args, pretrain_args, training_args)
     if start.resume_from and read_checkpoint_schedule(Path(start.resume_from))[0] >= training_args.max_steps:
         return finished_run_metrics(training_args.output_dir, start.resume_from)
