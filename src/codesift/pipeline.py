@@ -12,11 +12,10 @@ from .training import run_pretraining
 
 
 def ensure_stage_01(output_root: str, recipe: str = "tiny", **corpus_overrides) -> None:
-    """Build the validation sets and the corpus under `output_root` unless they are already there."""
-    if not (Path(output_root) / "validation_sets" / "dataset_dict.json").is_file():
-        run_validation_sets_stage(load_stage_config("validation_sets", recipe, output_root))
-    if not (Path(output_root) / "corpus" / "manifest.json").is_file():
-        run_corpus_stage(load_stage_config("corpus", recipe, output_root, **corpus_overrides))
+    """The validation sets and the corpus under `output_root`: each stage keeps its output when it
+    was made from the same arguments and inputs (provenance.json) and rebuilds it otherwise."""
+    run_validation_sets_stage(load_stage_config("validation_sets", recipe, output_root))
+    run_corpus_stage(load_stage_config("corpus", recipe, output_root, **corpus_overrides))
 
 
 def ensure_stage_02(output_root: str, recipe: str = "tiny", corpus_overrides=None, **train_overrides) -> None:
