@@ -25,6 +25,7 @@ demo: install
 	$(PY) scripts/build_corpus.py --config recipes/$(RECIPE)/corpus.yaml
 	$(PY) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain.yaml --auto_resume false
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence.yaml
+	$(PY) scripts/train_predictor.py --config recipes/$(RECIPE)/predictor.yaml
 	$(PY) scripts/filter_data.py --config recipes/$(RECIPE)/filter.yaml
 	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml
 	$(PY) scripts/push_to_hub.py --config recipes/$(RECIPE)/push_to_hub.yaml   # export only; --push true uploads

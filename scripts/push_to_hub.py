@@ -23,10 +23,9 @@ logger = logging.getLogger(__name__)
 def main(args: HubArguments) -> None:
     report = run_hub_stage(args)
     print(json.dumps({k: v for k, v in report.items() if not k.endswith("_push")}, indent=2))
-    logger.info(
-        "exports of arm %s: %s and %s", report["arm"], report["dataset_export"], report["model_export"]
-    )
-    for key in ("dataset_push", "model_push"):
+    exports = [report[k] for k in ("dataset_export", "model_export", "predictor_export") if k in report]
+    logger.info("exports of arm %s: %s", report["arm"], ", ".join(exports))
+    for key in ("dataset_push", "model_push", "predictor_push"):
         if key in report:
             push = report[key]
             where = push.get("commit_url") or f"dry run, {len(push['files'])} files"

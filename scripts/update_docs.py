@@ -1,13 +1,14 @@
-"""Write the numbers a run produced into the docs (README's headline, docs/06, workshop timings).
+"""Write the numbers a run produced into the docs (README's headline, docs/06, docs/05, workshop timings).
 
 python scripts/update_docs.py --results outputs/tiny/experiment    # after `make table`
 python scripts/update_docs.py --timings outputs/notebooks/timings.json   # after `make notebooks`
+python scripts/update_docs.py --predictor outputs/tiny/benchmarks/predictor.json   # after benchmarks/bench_predictor.py
 """
 
 import argparse
 
 from codesift.cli import report_errors
-from codesift.reporting import update_results_docs, update_timings_docs
+from codesift.reporting import update_predictor_docs, update_results_docs, update_timings_docs
 from codesift.utils import project_root
 
 if __name__ == "__main__":
@@ -15,6 +16,7 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--results", help="a finished experiment folder (results.json, .md, .png)")
         parser.add_argument("--timings", help="timings.json written by scripts/run_notebooks.py")
+        parser.add_argument("--predictor", help="the JSON benchmarks/bench_predictor.py writes")
         args = parser.parse_args()
         root = project_root()
         if args.results:
@@ -22,3 +24,5 @@ if __name__ == "__main__":
                 print(f"wrote {path}")
         if args.timings:
             print(f"wrote {update_timings_docs(args.timings, root)}")
+        if args.predictor:
+            print(f"wrote {update_predictor_docs(args.predictor, root)}")

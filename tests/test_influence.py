@@ -190,6 +190,27 @@ def stage_args(micro_corpus, checkpoint, out, **overrides):
     return InfluenceArguments(**{**fields, **overrides})
 
 
+def test_adam_update_is_the_weight_change_of_the_real_optimizer_step(micro_checkpoint, task_sets, candidates):
+    """adam_update's modelled step equals what the checkpoint's own AdamW does with the block's
+    clipped gradient (so its scores are first order in the step, not in the optimizer)."""
+    model, optimizer, args, _ = load_checkpoint_for_scoring(micro_checkpoint)
+    scorer = FirstOrderScorer(
+        model, optimizer, ValidationBatches(task_sets, 8, 0), args.max_grad_norm, "adam_update"
+    )
+    block = torch.as_tensor(candidates[3]["input_ids"])
+    gradient = scorer.candidate_gradient(block)
+    modelled = scorer.delta(gradient.clone())
+    before = [p.detach().clone() for p in scorer.params]
+    offset = 0
+    for p in scorer.params:
+        p.grad = gradient[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+    torch.nn.utils.clip_grad_norm_(scorer.params, args.max_grad_norm)
+    optimizer.step()
+    real = torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(scorer.params, before, strict=True)])
+    torch.testing.assert_close(modelled, real, rtol=1e-4, atol=1e-7)
+
+
 def test_stage_writes_one_dataset_per_step_and_method(micro_corpus, micro_checkpoint, tmp_path):
     run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "inf"))
     exact = load_from_disk(str(tmp_path / "inf" / "step-8" / "exact"))

@@ -21,6 +21,19 @@ SCORED = {
     **SHORT_RUN,
     "influence_overrides": {"checkpoint": ["pretrain/checkpoint-20"], "max_candidates": 40, "shard_size": 20},
 }
+PREDICTED = {
+    **SCORED,
+    "predictor_overrides": {
+        "scores": "influence/step-20/adam_update",
+        "encoder": "pretrain/checkpoint-20",
+        "model_name_or_path": "pretrain/checkpoint-20",
+        "max_candidates": 40,
+        "label_fraction": 1.0,
+        "heldout_fraction": 0.25,
+        "num_train_epochs": 1,
+        "learning_curve": [],
+    },
+}
 TWO_ARMS = {
     "checkpoint": "pretrain/checkpoint-20",
     "scores": "influence/step-20/adam_update",
@@ -49,8 +62,9 @@ PARAMETERS = {
         **SCORED,
         "filter_overrides": {"scores": "influence/step-20/adam_update", "max_candidates": 40},
     },
-    "06_continue_and_evaluate": {**SCORED, "experiment_overrides": TWO_ARMS},
-    "07_push_to_hub": {**SCORED, "experiment_overrides": TWO_ARMS},
+    "05_predict_influence": {**PREDICTED, "curve_sizes": [10, 30]},
+    "06_continue_and_evaluate": {**PREDICTED, "experiment_overrides": TWO_ARMS},
+    "07_push_to_hub": {**PREDICTED, "experiment_overrides": TWO_ARMS},
     # the workshop's worked answers, run after the notebooks on the same outputs
     "01_custom_task": {"corpus_overrides": SHORT_RUN["corpus_overrides"]},
     "03_sgd_vs_adamw": {
@@ -66,7 +80,7 @@ PARAMETERS = {
         "filter_overrides": {"scores": "influence/step-20/adam_update", "max_candidates": 40},
     },
 }
-PATH_KEYS = ("checkpoint", "scores")  # paths inside the shared output folder
+PATH_KEYS = ("checkpoint", "scores", "encoder", "model_name_or_path")  # paths inside the shared output folder
 
 
 @pytest.fixture(scope="module")

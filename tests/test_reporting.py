@@ -66,3 +66,35 @@ def test_update_results_docs_writes_readme_page_and_image(tmp_path):
 
 def test_timings_table_sums_minutes():
     assert timings_table({"01_a": 60.0, "02_b": 90.0}).splitlines()[-1] == "| all | 2.5 |"
+
+
+def test_predictor_table_reports_each_predictor_against_the_oracle(tmp_path):
+    from codesift.reporting import predictor_table, update_predictor_docs
+
+    stats = {"spearman": 0.75, "pearson": 0.7, "top20_precision": 0.6}
+    bench = {
+        "date": "2026-01-02",
+        "machine": "2 cores",
+        "labels": "`s`, 8 train / 2 held out",
+        "oracle_seconds_per_block": {"adam_update": 0.08, "exact": 1.6},
+        "predictors": {
+            "ngram ridge": {
+                "heldout": {"a": stats},
+                "train_seconds": 1.25,
+                "predict_seconds_per_block": 0.0001,
+            }
+        },
+        "learning_curve": [{"labels": 100, "a": {**stats, "spearman": 0.5}}],
+        "exact_labels": None,
+    }
+    table = predictor_table(bench)
+    assert "| ngram ridge | 0.750 / 0.60 | 1.2 | 0.10 | 800 |" in table
+    assert "| 100 | 0.500 |" in table and "`adam_update` 80 ms per block, exact 1600 ms" in table
+    assert "Exact labels: not measured yet" in table
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "05_predictor.md").write_text(
+        "x\n<!-- predictor:start -->\nold\n<!-- predictor:end -->\n"
+    )
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    page = update_predictor_docs(tmp_path / "bench.json", tmp_path).read_text()
+    assert "old" not in page and "2026-01-02; 2 cores" in page

@@ -254,6 +254,76 @@ class SelectionArguments:
 
 
 @dataclass
+class PredictorArguments:
+    """Stage 05: learn influence scores from a labelled part of the pool, predict the whole pool."""
+
+    scores: str = field(
+        default="outputs/tiny/influence/step-300/adam_update",
+        metadata={"help": "Stage-03 scores used as labels (one folder: one checkpoint step, one method)."},
+    )
+    candidates: str = "outputs/tiny/corpus/blocks"
+    candidates_split: str = "candidates"
+    max_candidates: int | None = field(default=None, metadata={"help": "Only the first N candidates."})
+    tasks: list[str] = field(
+        default_factory=list, metadata={"help": "Tasks to predict; empty = all labelled."}
+    )
+    label_fraction: float = field(
+        default=0.25, metadata={"help": "Share of the pool whose oracle scores are used as labels."}
+    )
+    num_labels: int | None = field(default=None, metadata={"help": "A number of labels instead of a share."})
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "Share of the labels held out (never trained on; all numbers on it)."}
+    )
+    predictor: str = field(
+        default="ridge", metadata={"help": "ridge (closed form on `features`) or finetuned (Trainer head)."}
+    )
+    features: list[str] = field(
+        default_factory=lambda: ["ngrams", "hand", "embeddings"],
+        metadata={"help": "For ridge: ngrams, hand, embeddings (any subset)."},
+    )
+    ngram_orders: list[int] = field(default_factory=lambda: [1, 2])
+    hash_bits: int = field(default=18, metadata={"help": "n-grams are hashed into 2**hash_bits buckets."})
+    encoder: str | None = field(
+        default="outputs/tiny/pretrain/checkpoint-300",
+        metadata={
+            "help": "Frozen model for `embeddings` and the block's own loss: the LM checkpoint (a path) or "
+            "any Hub encoder id (blocks re-tokenized, cut into its context, mean-pooled)."
+        },
+    )
+    tokenizer: str = field(
+        default="outputs/tiny/corpus/tokenizer",
+        metadata={"help": "The blocks' tokenizer (to read them as text)."},
+    )
+    alphas: list[float] = field(
+        default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+        metadata={"help": "Ridge strengths tried (leave-one-out picks one per task)."},
+    )
+    model_name_or_path: str = field(
+        default="outputs/tiny/pretrain/checkpoint-300",
+        metadata={
+            "help": "For finetuned: the LM checkpoint, a Hub id (bert-base-uncased as MATES), or scratch "
+            "(a small encoder on the kit's tokenizer)."
+        },
+    )
+    learning_rate: float = field(default=5e-5, metadata={"help": "For finetuned (MATES's value)."})
+    num_train_epochs: float = 5.0
+    train_batch_size: int = 32
+    max_length: int = field(default=512, metadata={"help": "A Hub encoder's chunk length (MATES: 512)."})
+    batch_size: int = field(
+        default=64, metadata={"help": "Blocks per batch when featurising and predicting."}
+    )
+    learning_curve: list[int] = field(
+        default_factory=list, metadata={"help": "Training-label counts for the learning curve (empty: none)."}
+    )
+    oracle_timing: str | None = field(
+        default=None,
+        metadata={"help": "A scores folder whose scoring.json gives the oracle's cost (default: scores)."},
+    )
+    seed: int = 42
+    output_dir: str = "outputs/tiny/predictor"
+
+
+@dataclass
 class EvaluationArguments:
     """Stage 06: completion losses per task and part, and pass@k by execution."""
 
@@ -358,6 +428,10 @@ class HubArguments:
     )
     dataset_repo_id: str = "codesift/tiny-stdlib-influence-selected"
     model_repo_id: str = "codesift/tiny-llama-continued-on-influence-selected"
+    predictor_dir: str | None = field(
+        default=None, metadata={"help": "A stage-05 output to export as its own model repo (null: none)."}
+    )
+    predictor_repo_id: str = "codesift/tiny-influence-predictor"
     base_model: str | None = field(
         default=None, metadata={"help": "Hub id of the published checkpoint the model continued from."}
     )
@@ -422,6 +496,7 @@ STAGES = (
     "corpus",
     "pretrain",
     "influence",
+    "predictor",
     "filter",
     "evaluate",
     "experiment",
@@ -438,6 +513,7 @@ def stage_arguments(stage: str) -> tuple:
         "corpus": (CorpusArguments,),
         "pretrain": (ModelArguments, PretrainArguments, TrainingArguments),
         "influence": (InfluenceArguments,),
+        "predictor": (PredictorArguments,),
         "filter": (SelectionArguments,),
         "evaluate": (EvaluationArguments,),
         "experiment": (ExperimentArguments,),

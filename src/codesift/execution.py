@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -80,8 +79,15 @@ class ExecutionResult:
 # other threads' frames and to process memory (sys._current_frames, gc's object lists, /proc/*/mem).
 _GUARD = textwrap.dedent(
     """
-    def _codesift_run(marker_fd, source):
+    def _codesift_run(marker_fd, source, limits):
         import _thread, os as _os, sys as _sys  # _thread: `threading` would cost ~7 ms a program
+        import resource as _resource
+        for name, value in limits:  # first: hard limits the program cannot raise again
+            kind = getattr(_resource, name)
+            try:
+                _resource.setrlimit(kind, (value, value))
+            except (ValueError, OSError):
+                _resource.setrlimit(kind, (min(value, _resource.getrlimit(kind)[1]), _resource.getrlimit(kind)[1]))
         marker = _os.read(marker_fd, 256).decode()
         _os.close(marker_fd)
         root = _os.path.realpath(_os.getcwd())
@@ -160,29 +166,24 @@ _GUARD = textwrap.dedent(
 )
 
 
-def _program_file(source: str, marker_fd: int) -> str:
-    """The file the interpreter runs: the guard, then one call. It holds the program's source but
-    not the end marker."""
-    return _GUARD + f"\n_codesift_run({marker_fd}, {source!r})\n"
+def _program_file(source: str, marker_fd: int, limits: list[tuple[str, int]]) -> str:
+    """The file the interpreter runs: the guard, then one call. It holds the program's source and
+    its resource limits, but not the end marker."""
+    return _GUARD + f"\n_codesift_run({marker_fd}, {source!r}, {limits!r})\n"
 
 
-def _preexec(limits: SandboxLimits, process_cap: int):
-    def apply():
-        def cap(kind, value):
-            try:
-                resource.setrlimit(kind, (value, value))
-            except (ValueError, OSError):
-                soft, hard = resource.getrlimit(kind)
-                resource.setrlimit(kind, (min(value, hard), hard))
-
-        cap(resource.RLIMIT_CPU, limits.cpu_seconds)
-        cap(resource.RLIMIT_AS, limits.memory_mb * 2**20)
-        cap(resource.RLIMIT_FSIZE, limits.file_size_mb * 2**20)
-        cap(resource.RLIMIT_NOFILE, limits.open_files)
-        cap(resource.RLIMIT_NPROC, process_cap)
-        cap(resource.RLIMIT_CORE, 0)
-
-    return apply
+def _resource_limits(limits: SandboxLimits, process_cap: int) -> list[tuple[str, int]]:
+    """(resource name, value) pairs the guard sets before the program runs. Set in the child
+    itself rather than in a preexec_fn, which would make every launch fork the whole caller (with
+    torch loaded, twice the launch time)."""
+    return [
+        ("RLIMIT_CPU", limits.cpu_seconds),
+        ("RLIMIT_AS", limits.memory_mb * 2**20),
+        ("RLIMIT_FSIZE", limits.file_size_mb * 2**20),
+        ("RLIMIT_NOFILE", limits.open_files),
+        ("RLIMIT_NPROC", process_cap),
+        ("RLIMIT_CORE", 0),
+    ]
 
 
 def _user_process_count() -> int:
@@ -226,7 +227,11 @@ def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionRe
         os.close(write_end)
         script = os.path.join(workdir, "run.py")
         with open(script, "w") as handle:
-            handle.write(_program_file(source, read_end))
+            handle.write(
+                _program_file(
+                    source, read_end, _resource_limits(limits, _user_process_count() + limits.processes)
+                )
+            )
         flags = ["-I", "-B"] if limits.site_packages else ["-I", "-S", "-B"]
         process = subprocess.Popen(
             [sys.executable, *flags, script],
@@ -238,7 +243,6 @@ def run_program(source: str, limits: SandboxLimits | None = None) -> ExecutionRe
             close_fds=True,
             pass_fds=(read_end,),
             start_new_session=True,
-            preexec_fn=_preexec(limits, _user_process_count() + limits.processes),
         )
         os.close(read_end)
         read_end = None

@@ -129,7 +129,8 @@ def evaluation_arguments(args, model_dir, output_dir) -> EvaluationArguments:
 
 
 def scoring_seconds(scores_dir) -> float:
-    """Seconds stage 03 spent scoring the pool (0 when the scores carry no timing)."""
+    """Seconds spent scoring the pool (0 when the scores carry no timing): stage 03's oracle, or
+    stage 05's whole bill (oracle labels + training + predicting, spread over the pool)."""
     info = Path(scores_dir) / "scoring.json"
     if not info.is_file():
         return 0.0
@@ -166,7 +167,7 @@ def cell_record(args, spec: dict | None, seed: int | None) -> dict:
             "pretrain_overrides": args.pretrain_overrides,
         }
         inputs |= {
-            "scores": args.scores,
+            "scores": spec.get("scores", args.scores),  # an arm may select from stage 05's predictions
             "candidates": args.candidates,
             "documents": args.documents,
             "pretrain_recipe": args.pretrain_recipe,
@@ -185,7 +186,7 @@ def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric
     write_jsonl(cell / "evaluation" / "samples.jsonl", results.pop("samples"))
     selection_seconds = selection.metadata["selection_seconds"]
     if selection_args.strategy in SCORE_STRATEGIES:
-        selection_seconds += scoring_seconds(args.scores)
+        selection_seconds += scoring_seconds(selection_args.scores)
     elif selection_args.strategy == "perplexity":
         selection_seconds += losses_seconds(cell.parent.parent)
     metrics = {
@@ -339,7 +340,8 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
         f"- Machine: {machine_description()}",
         f"- Mean ± 95% CI (t) over {n_seeds} seed(s); losses are mean completion-token NLL (lower is "
         "better); `report` problems were never used to choose data, `select` ones were.",
-        "- Selection time counts scoring the whole pool (influence arms) and choosing; the perplexity arm's "
+        "- Selection time counts scoring the whole pool (influence arms) and choosing; for a predicted arm "
+        "(stage 05), the oracle labels, training the predictor and predicting the pool; the perplexity arm's "
         "losses come free with the scoring (else their forward pass is counted).",
         "",
         "| " + " | ".join(header) + " |",

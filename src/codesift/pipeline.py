@@ -7,6 +7,7 @@ from pathlib import Path
 from .configs import load_stage_config
 from .corpus import run_corpus_stage
 from .influence import run_influence_stage
+from .predictor import run_predictor_stage
 from .tasks import run_validation_sets_stage
 from .training import run_pretraining
 
@@ -32,3 +33,17 @@ def ensure_stage_03(
     sets are kept, so this only scores what is missing)."""
     ensure_stage_02(output_root, recipe, corpus_overrides, **(train_overrides or {}))
     run_influence_stage(load_stage_config("influence", recipe, output_root, **influence_overrides))
+
+
+def ensure_stage_05(
+    output_root: str,
+    recipe: str = "tiny",
+    corpus_overrides=None,
+    train_overrides=None,
+    influence_overrides=None,
+    **predictor_overrides,
+) -> None:
+    """Stages 01-05 under `output_root`: the scored pool and the stage-05 predictions of it (kept
+    when made from the same labels and arguments)."""
+    ensure_stage_03(output_root, recipe, corpus_overrides, train_overrides, **(influence_overrides or {}))
+    run_predictor_stage(load_stage_config("predictor", recipe, output_root, **predictor_overrides))

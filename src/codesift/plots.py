@@ -232,6 +232,68 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
     return _save(fig, path)
 
 
+def plot_learning_curve(curve: list[dict], tasks: list[str], path=None):
+    """Held-out Spearman and top-20% precision against the number of training labels."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    labels = [point["labels"] for point in curve]
+    for task in tasks:
+        axes[0].plot(labels, [p[task]["spearman"] for p in curve], marker="o", label=task)
+        axes[1].plot(labels, [p[task]["top20_precision"] for p in curve], marker="o", label=task)
+    axes[0].set(
+        xlabel="training labels (oracle-scored blocks)", ylabel="held-out Spearman", title="rank agreement"
+    )
+    axes[1].set(
+        xlabel="training labels (oracle-scored blocks)",
+        ylabel="held-out top-20% precision",
+        title="top 20% found",
+    )
+    axes[1].axhline(0.2, color="grey", lw=0.8, ls="--", label="chance")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_predictor_comparison(results: dict, tasks: list[str], path=None):
+    """Held-out Spearman with the oracle per predictor (bars) and task (groups)."""
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 3.6))
+    width = 0.8 / len(tasks)
+    for j, task in enumerate(tasks):
+        ax.bar(
+            np.arange(len(names)) + j * width,
+            [results[n][task]["spearman"] for n in names],
+            width,
+            label=task,
+        )
+    ax.set_xticks(np.arange(len(names)) + width * (len(tasks) - 1) / 2, names, rotation=20, ha="right")
+    ax.set(ylabel="held-out Spearman with the oracle", ylim=(min(0.0, ax.get_ylim()[0]), 1.0))
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_predicted_vs_oracle(oracle, predicted, tasks: list[str], agreement: dict, path=None):
+    """Held-out blocks: the predictor's score against the oracle's, one panel per task."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    for j, (ax, task) in enumerate(zip(axes[0], tasks, strict=True)):
+        ax.scatter(oracle[:, j], predicted[:, j], s=10, alpha=0.7)
+        low, high = (
+            float(min(oracle[:, j].min(), predicted[:, j].min())),
+            float(max(oracle[:, j].max(), predicted[:, j].max())),
+        )
+        ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+        stats = agreement[task]
+        ax.set(
+            title=f"{task}: Spearman {stats['spearman']:.2f}, top-20% {stats['top20_precision']:.2f}",
+            xlabel="oracle score (held out)",
+            ylabel="predicted score",
+        )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def caption(text: str):
     """A figure's caption under it in a notebook: what to look for, and what this run showed
     (the caller formats the run's own numbers into `text`)."""

@@ -92,3 +92,76 @@ def update_timings_docs(timings_file: str | Path, root: str | Path) -> Path:
     plan = Path(root) / "workshop" / "README.md"
     plan.write_text(replace_block(plan.read_text(), "timings", timings_table(timings)))
     return plan
+
+
+def predictor_table(bench: dict) -> str:
+    """docs/05_predictor.md's measured block from benchmarks/bench_predictor.py's JSON: held-out
+    agreement, training time and cost per block of each predictor next to the oracle's, the learning
+    curve, and agreement with exact labels when they were there."""
+    oracle = bench["oracle_seconds_per_block"]
+    tasks = list(next(iter(bench["predictors"].values()))["heldout"])
+    header = [
+        "predictor",
+        *[f"{t} Spearman / top-20%" for t in tasks],
+        "train (s)",
+        "ms per block",
+        "x cheaper than the fast oracle",
+    ]
+    lines = [
+        f"{bench['date']}; {bench['machine']}; labels: {bench['labels']}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, entry in bench["predictors"].items():
+        cells = [
+            f"{entry['heldout'][t]['spearman']:.3f} / {entry['heldout'][t]['top20_precision']:.2f}"
+            for t in tasks
+        ]
+        per_block = entry["predict_seconds_per_block"]
+        lines.append(
+            f"| {name} | " + " | ".join(cells)
+            + f" | {entry['train_seconds']:.1f} | {per_block * 1e3:.2f} | {oracle['adam_update'] / per_block:,.0f} |"
+        )  # fmt: skip
+    lines += [
+        "",
+        f"The oracle, same run: `adam_update` {oracle['adam_update'] * 1e3:.0f} ms per block, exact "
+        f"{oracle['exact'] * 1e3:.0f} ms per block"
+        + (
+            f" (plus {oracle['adam_update_setup_seconds']:.1f} s and {oracle['exact_setup_seconds']:.1f} s once per "
+            "checkpoint: the task gradients, the losses before)."
+            if "adam_update_setup_seconds" in oracle
+            else "."
+        ),
+        "",
+        "| training labels | " + " | ".join(f"{t} Spearman" for t in tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    lines += [
+        f"| {p['labels']} | " + " | ".join(f"{p[t]['spearman']:.3f}" for t in tasks) + " |"
+        for p in bench["learning_curve"]
+    ]
+    exact = bench.get("exact_labels")
+    lines.append("")
+    if not exact:
+        lines.append("Exact labels: not measured yet (run `make exact` before the benchmark).")
+    else:
+        lines += [
+            "| exact-label check | blocks | " + " | ".join(f"{t} Spearman" for t in tasks) + " |",
+            "|---|---|" + "---|" * len(tasks),
+        ]
+        lines += [
+            f"| {name.replace('_', ' ')} | {entry['blocks']} | "
+            + " | ".join(f"{entry[t]['spearman']:.3f}" for t in tasks)
+            + " |"
+            for name, entry in exact.items()
+        ]
+    return "\n".join(lines)
+
+
+def update_predictor_docs(bench_file: str | Path, root: str | Path) -> Path:
+    """docs/05_predictor.md's measured block from the predictor benchmark's JSON."""
+    page = Path(root) / "docs" / "05_predictor.md"
+    bench = json.loads(Path(bench_file).read_text())
+    page.write_text(replace_block(page.read_text(), "predictor", predictor_table(bench)))
+    return page

@@ -59,13 +59,23 @@ def score_rows_of(scores, block_ids: list[int]) -> tuple[np.ndarray, list[int]]:
     return np.array([position.get(b, -1) for b in block_ids], dtype=np.int64), missing
 
 
+SCORE_PREFIXES = ("influence_", "predicted_")
+
+
+def score_prefix(scores) -> str | None:
+    """`influence_` for stage 03's oracle scores, else `predicted_` for stage 05's predictions."""
+    return next((p for p in SCORE_PREFIXES if any(c.startswith(p) for c in scores.column_names)), None)
+
+
 def scores_for_candidates(scores, block_ids: list[int], source: str = "scores") -> dict[str, np.ndarray]:
     """{task: influence score of each candidate, in `block_ids` order}. Every candidate must be
     scored and every score finite."""
-    columns = [c for c in scores.column_names if c.startswith("influence_")]
+    prefix = score_prefix(scores)
+    columns = [c for c in scores.column_names if prefix and c.startswith(prefix)]
     if "block_id" not in scores.column_names or not columns:
         raise SelectionError(
-            f"{source}: a scores dataset needs block_id and influence_<task> columns; has {scores.column_names}"
+            f"{source}: a scores dataset needs block_id and influence_<task> (or predicted_<task>) columns; "
+            f"has {scores.column_names}"
         )
     rows, missing = score_rows_of(scores, block_ids)
     if missing:
@@ -82,7 +92,7 @@ def scores_for_candidates(scores, block_ids: list[int], source: str = "scores") 
                 f"{source}: {len(bad)} non-finite value(s) in {column}, first at block_id "
                 f"{block_ids[bad[0]]} ({values[bad[0]]})"
             )
-        table[column.removeprefix("influence_")] = values
+        table[column.removeprefix(prefix)] = values
     return table
 
 
@@ -285,7 +295,8 @@ def select(args, candidates=None, losses=None) -> Selection:
         kept = band_k(values, k, args.perplexity_band)
     else:
         kept = np.arange(n)
-    blocks = filter_blocks(candidates, table, {block_ids[i] for i in kept})
+    prefix = (score_prefix(scores) if scores is not None else None) or "influence_"
+    blocks = filter_blocks(candidates, table, {block_ids[i] for i in kept}, prefix)
     metadata = {
         "name": args.name or args.strategy,
         **describe(args),
@@ -297,10 +308,11 @@ def select(args, candidates=None, losses=None) -> Selection:
     return Selection(blocks, values, kept, metadata)
 
 
-def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int]):
-    """The candidates with their scores as columns, filtered to `keep` by `datasets.filter`."""
+def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int], prefix: str = "influence_"):
+    """The candidates with their scores as columns (`influence_<task>`, or `predicted_<task>` when
+    they are stage 05's predictions), filtered to `keep` by `datasets.filter`."""
     for task, values in table.items():
-        candidates = candidates.add_column(f"influence_{task}", values.tolist())
+        candidates = candidates.add_column(f"{prefix}{task}", values.tolist())
     return candidates.filter(
         lambda ids: [int(b) in keep for b in ids], input_columns="block_id", batched=True, desc="selecting"
     )

@@ -21,7 +21,14 @@ from .cards import (
     gather_facts,
     model_card,
 )
-from .export import MODEL_FILES, check_export, copy_model_files, export_dataset, export_model
+from .export import (
+    MODEL_FILES,
+    check_export,
+    copy_model_files,
+    export_dataset,
+    export_model,
+    export_predictor,
+)
 from .push import PushRevisionCallback, load_published_dataset, push_folder
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "dataset_card",
     "export_dataset",
     "export_model",
+    "export_predictor",
     "gather_facts",
     "load_published_dataset",
     "model_card",
@@ -67,29 +75,32 @@ def run_hub_stage(args) -> dict:
     # one folder per repo, named after it (datasets caches a local folder's dataset by its name)
     export_root = Path(args.output_dir)
     dataset_dir = export_dataset(
-        sources, export_root / args.dataset_repo_id.split("/")[-1], args.dataset_repo_id, args.model_repo_id
+        sources,
+        export_root / args.dataset_repo_id.split("/")[-1],
+        args.dataset_repo_id,
+        args.model_repo_id,
+        args.predictor_repo_id if args.predictor_dir else None,
     )
     model_dir = export_model(
         sources, export_root / args.model_repo_id.split("/")[-1], args.model_repo_id, args.base_model
     )
     report = {"arm": arm, "dataset_export": str(dataset_dir), "model_export": str(model_dir)}
+    folders = [(dataset_dir, args.dataset_repo_id, "dataset"), (model_dir, args.model_repo_id, "model")]
+    if args.predictor_dir:  # stage 05's predictor, as its own model repo
+        check_repo_id(args.predictor_repo_id)
+        predictor_dir = export_predictor(
+            args.predictor_dir,
+            args.corpus_dir,
+            args.recipe_dir,
+            export_root / args.predictor_repo_id.split("/")[-1],
+            args.predictor_repo_id,
+        )
+        report["predictor_export"] = str(predictor_dir)
+        folders.append((predictor_dir, args.predictor_repo_id, "predictor"))
     if args.push or args.dry_run:
-        report["dataset_push"] = push_folder(
-            dataset_dir,
-            args.dataset_repo_id,
-            "dataset",
-            args.private,
-            args.revision,
-            args.commit_message,
-            args.dry_run,
-        )
-        report["model_push"] = push_folder(
-            model_dir,
-            args.model_repo_id,
-            "model",
-            args.private,
-            args.revision,
-            args.commit_message,
-            args.dry_run,
-        )
+        for folder, repo_id, what in folders:
+            repo_type = "dataset" if what == "dataset" else "model"
+            report[f"{what}_push"] = push_folder(
+                folder, repo_id, repo_type, args.private, args.revision, args.commit_message, args.dry_run
+            )
     return report

@@ -160,6 +160,18 @@ def results_row(results_json: Path | None, arm: str | None) -> str:
     return "\n".join(table[:2] + keep)
 
 
+def predictor_description(predictor: dict | None) -> str:
+    """'' for oracle scores; for stage 05's predictions, what predicted them and how well."""
+    if not predictor:
+        return ""
+    labels = predictor["labels"]
+    agreement = ", ".join(f"{task} {stats['spearman']:.2f}" for task, stats in predictor["heldout"].items())
+    return (
+        f"{predictor['description']}, trained on `{labels['method']}` scores of {labels['labelled']} of "
+        f"{labels['pool']} candidates; held-out Spearman with the oracle: {agreement}"
+    )
+
+
 def recipe_files(recipe_dir: Path) -> list[Path]:
     files = sorted(Path(recipe_dir).glob("*.yaml"))
     if not files:
@@ -198,6 +210,7 @@ def gather_facts(sources: ExportSources) -> dict:
         "seq_len": manifest["tokens"]["seq_len"],
         "tokenizer_description": f"{manifest['tokenizer']['name_or_path']}, vocabulary {manifest['tokenizer']['vocab_size']:,}",
         "results_row": results_row(sources.results_json, sources.arm),
+        "predictor_description": predictor_description(scoring.get("predictor")),
         "assumed": assumed,
         "versions": ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()),
         "kit_version": kit_version(),
@@ -227,15 +240,23 @@ def size_category(n: int) -> str:
     return "n>1M"
 
 
-def dataset_card(facts: dict, repo_id: str, recipe_yaml: str, model_repo_id: str | None = None):
+def dataset_card(
+    facts: dict,
+    repo_id: str,
+    recipe_yaml: str,
+    model_repo_id: str | None = None,
+    predictor_repo_id: str | None = None,
+):
     """The filtered dataset's card (huggingface_hub DatasetCard from hub_cards/dataset_card.md).
-    `model_repo_id`: the model trained on it, which holds the same tokenizer."""
+    `model_repo_id`: the model trained on it, which holds the same tokenizer; `predictor_repo_id`: the
+    stage-05 predictor whose predictions chose it, when they did."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     selection = facts["selection"]
     fields = {
         "repo_id": repo_id,
         "model_repo_id": model_repo_id or "",
+        "predictor_repo_id": predictor_repo_id or "",
         "pretty_name": f"{repo_id.split('/')[-1]}: {selection['name']} selection",
         "summary": (
             f"Training blocks of code kept by codesift's `{selection['name']}` selection: "
@@ -345,3 +366,97 @@ def model_card(facts: dict, repo_id: str, model_dir: Path, recipe_yaml: str, bas
         **extra,
     )
     return ModelCard.from_template(data, template_path=str(templates_dir() / "model_card.md"), **fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage-05 predictor's card
+# ----------------------------------------------------------------------------------------------
+
+
+def _heldout_table(heldout: dict) -> str:
+    lines = ["| task | Spearman | Pearson | top-20% precision |", "|---|---|---|---|"]
+    for task, stats in heldout.items():
+        lines.append(
+            f"| {task} | {stats['spearman']:.3f} | {stats['pearson']:.3f} | {stats['top20_precision']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _curve_table(curve: list[dict], tasks: list[str]) -> str:
+    if not curve:
+        return ""
+    lines = ["| training labels | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for point in curve:
+        lines.append(
+            f"| {point['labels']} | " + " | ".join(f"{point[t]['spearman']:.3f}" for t in tasks) + " |"
+        )
+    return "\n".join(lines)
+
+
+def _cost_table(cost: dict) -> str:
+    return "\n".join(
+        [
+            "| part | seconds |",
+            "|---|---|",
+            f"| oracle labels ({cost['oracle_labels']} blocks x {cost['oracle_seconds_per_block']:.4f} s) | {cost['label_seconds']:.1f} |",
+            f"| training | {cost['train_seconds']:.1f} |",
+            f"| predicting {cost['candidates']} blocks ({cost['predict_seconds_per_block'] * 1e3:.2f} ms each) | {cost['predict_seconds']:.1f} |",
+            f"| **all** | **{cost['seconds']:.1f}** |",
+            f"| the oracle on all {cost['candidates']} blocks instead | {cost['oracle_pool_seconds']:.1f} |",
+        ]
+    )
+
+
+def predictor_card(meta: dict, repo_id: str, recipe_yaml: str, license_yaml: dict):
+    """The predictor's card (huggingface_hub ModelCard from hub_cards/predictor_card.md), from the
+    stage's own predictor.json: the labels' provenance, held-out numbers, learning curve, cost.
+    Its license is the corpus's (`license_yaml`): the weights are fitted to that corpus's blocks."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    labels, arguments = meta["labels"], meta["arguments"]
+    tasks = labels["tasks"]
+    if meta["predictor"] == "ridge":
+        groups = {
+            "ngrams": "hashed token n-grams",
+            "hand": "hand-made text features and the block's own loss",
+            "embeddings": f"the mean-pooled hidden states of every layer of `{arguments['encoder']}`",
+        }
+        description = "closed-form ridge on " + "; ".join(groups[g] for g in meta["features"])
+    else:
+        description = f"`{meta['model_name_or_path']}` fine-tuned with a regression head (HF Trainer)"
+    fields = {
+        "repo_id": repo_id,
+        "pretty_name": repo_id.split("/")[-1],
+        "summary": f"Predicts codesift influence scores on {', '.join(tasks)} for blocks of code, from {labels['labelled']} oracle labels.",
+        "predictor_description": description,
+        "labels_description": (
+            f"`{labels['method']}` scores at checkpoint step {labels['step']} (`{labels['checkpoint']}`), "
+            f"against the `{labels['part'] or 'whole'}` part of each task; {labels['labelled']} of "
+            f"{labels['pool']} candidate blocks labelled (seeded), z-scored per task"
+        ),
+        "heldout_count": str(labels["heldout"]),
+        "labels_count": str(labels["train"]),
+        "heldout_table": _heldout_table(meta["heldout"]),
+        "curve_table": _curve_table(meta.get("learning_curve") or [], tasks),
+        "cost_table": _cost_table(meta["cost"]),
+        "tasks": ", ".join(tasks),
+        "step": str(labels["step"]),
+        "seq_len": str(meta["seq_len"]),
+        "needs_encoder": meta["predictor"] == "ridge"
+        and bool({"embeddings", "hand"} & set(meta["features"] or [])),
+        "encoder": str(arguments.get("encoder")),
+        "recipe_yaml": recipe_yaml,
+        "assumed": list(ASSUMED)
+        + [f"the predictor's settings ({description}; MATES fine-tunes bert-base-uncased)"],
+        "kit_version": kit_version(),
+    }
+    require_fields(fields, ["labels_description", "heldout_table", "cost_table", "recipe_yaml"], "predictor")
+    model = str(arguments.get("model_name_or_path"))
+    hub_model = meta["predictor"] == "finetuned" and model != "scratch" and not Path(model).exists()
+    data = ModelCardData(
+        **license_yaml,
+        library_name="codesift",
+        tags=["codesift", "data-selection", "influence", "data-influence-model", "code"],
+        **({"base_model": model} if hub_model else {}),
+    )
+    return ModelCard.from_template(data, template_path=str(templates_dir() / "predictor_card.md"), **fields)

@@ -15,7 +15,10 @@ from .cards import (
     check_repo_id,
     dataset_card,
     gather_facts,
+    license_metadata,
     model_card,
+    predictor_card,
+    read_json_file,
     recipe_files,
 )
 
@@ -42,7 +45,11 @@ def _copy_recipe(recipe_dir: Path, target: Path) -> str:
 
 
 def export_dataset(
-    sources: ExportSources, export_dir, repo_id: str, model_repo_id: str | None = None
+    sources: ExportSources,
+    export_dir,
+    repo_id: str,
+    model_repo_id: str | None = None,
+    predictor_repo_id: str | None = None,
 ) -> Path:
     """The filtered dataset as a Hub dataset repo folder: data/*.parquet, README.md, recipe/, and the
     tokenizer that decodes its blocks under tokenizer/ (the card also names the model repo that
@@ -61,7 +68,11 @@ def export_dataset(
         # the selection's exact parameters (an experiment arm's are not filter.yaml's)
         parameters = {k: v for k, v in facts["selection"].items() if k not in ("packages", "sources")}
         card = dataset_card(
-            facts, repo_id, yaml.safe_dump(parameters, sort_keys=False).strip(), model_repo_id
+            facts,
+            repo_id,
+            yaml.safe_dump(parameters, sort_keys=False).strip(),
+            model_repo_id,
+            predictor_repo_id,
         )
         (tmp / "data").mkdir()
         for path in parquet:
@@ -98,6 +109,22 @@ def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: s
     return Path(export_dir)
 
 
+def export_predictor(predictor_dir, corpus_dir, recipe_dir, export_dir, repo_id: str) -> Path:
+    """A stage-05 predictor as a Hub model repo: its files (ridge weights or a Transformers model,
+    predictor.json, the blocks' tokenizer), its plots, README.md and recipe/."""
+    check_repo_id(repo_id)
+    predictor_dir = Path(predictor_dir)
+    meta = read_json_file(predictor_dir / "predictor" / "predictor.json", "predictor.json (stage 05)")
+    manifest = read_json_file(Path(corpus_dir) / "manifest.json", "corpus manifest (stage 01)")
+    with atomic_directory(export_dir) as tmp:
+        recipe_yaml = _copy_recipe(Path(recipe_dir), tmp / "recipe")
+        shutil.copytree(predictor_dir / "predictor", tmp, dirs_exist_ok=True)
+        if (predictor_dir / "plots").is_dir():
+            shutil.copytree(predictor_dir / "plots", tmp / "plots")
+        predictor_card(meta, repo_id, recipe_yaml, license_metadata(manifest)[0]).save(tmp / "README.md")
+    return Path(export_dir)
+
+
 def check_export(folder, repo_type: str) -> list[str]:
     """The files an export would upload; refuses a folder missing its card or its data."""
     folder = Path(folder)
@@ -105,6 +132,8 @@ def check_export(folder, repo_type: str) -> list[str]:
         raise HubError(f"{folder} has no README.md card; export it with scripts/push_to_hub.py first")
     if repo_type == "dataset" and not list(folder.glob("data/*.parquet")):
         raise HubError(f"{folder} has no data/*.parquet: an export folder missing its data")
-    if repo_type == "model" and not (folder / "config.json").is_file():
-        raise HubError(f"{folder} has no config.json: an export folder missing its model")
+    if repo_type == "model" and not any(
+        (folder / name).is_file() for name in ("config.json", "predictor.json")
+    ):
+        raise HubError(f"{folder} has no config.json or predictor.json: an export folder missing its model")
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())

@@ -72,6 +72,11 @@ class FirstOrderScorer:
         )
         self.weight_decay = self._group_values("weight_decay")
         self.weights = _flat(p.detach() for p in self.params)
+        # adam_update's candidate-free parts, once: the update is (a + b g) / (sqrt(c + d g^2) + eps)
+        # plus weight decay, so each candidate costs a few fused passes over the parameters
+        self.momentum_term = self.beta1 * self.exp_avg / self.bias1
+        self.variance_term = self.beta2 * self.exp_avg_sq / self.bias2
+        self.decay_term = self.weight_decay * self.weights
 
     def candidate_gradient(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.model.train()
@@ -98,10 +103,11 @@ class FirstOrderScorer:
         grad = self.clip(grad)
         if self.method == "adam_precond_clipped":
             return -self.lr * self.precond * grad
-        exp_avg = self.beta1 * self.exp_avg + (1 - self.beta1) * grad
-        exp_avg_sq = self.beta2 * self.exp_avg_sq + (1 - self.beta2) * grad * grad
-        update = (exp_avg / self.bias1) / ((exp_avg_sq / self.bias2).sqrt() + self.eps)
-        return -self.lr * (update + self.weight_decay * self.weights)
+        # m/bias1 = momentum_term + (1-beta1)/bias1 g;  v/bias2 = variance_term + (1-beta2)/bias2 g^2
+        denominator = torch.addcmul(self.variance_term, grad, grad, value=(1 - self.beta2) / self.bias2)
+        denominator.sqrt_().add_(self.eps)
+        update = torch.add(self.momentum_term, grad, alpha=(1 - self.beta1) / self.bias1).div_(denominator)
+        return update.add_(self.decay_term).mul_(self.lr).neg_()
 
     def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         change = self.task_grads @ self.delta(self.candidate_gradient(input_ids)).to(self.task_grads.dtype)
