@@ -117,7 +117,9 @@ def test_split_holds_out_a_seeded_part_that_is_never_trained_on():
     train, heldout = split_labels(labels, 50, 0.2, seed=3)
     assert len(train.block_ids) == 40 and len(heldout.block_ids) == 10
     assert not set(train.block_ids) & set(heldout.block_ids)
-    assert heldout.block_ids.max() > train.block_ids.min()  # drawn from the whole labelled part, not its start
+    assert (
+        heldout.block_ids.max() > train.block_ids.min()
+    )  # drawn from the whole labelled part, not its start
     again, _ = split_labels(labels, 50, 0.2, seed=3)
     np.testing.assert_array_equal(train.block_ids, again.block_ids)
     other, _ = split_labels(labels, 50, 0.2, seed=4)

@@ -72,7 +72,9 @@ class PassAtK(evaluate.Metric):
             license="MIT",
         )
 
-    def _compute(self, predictions, references, k=[1, 10, 100], num_workers=4, timeout=3.0, site_packages=True):  # noqa: B006
+    def _compute(
+        self, predictions, references, k=[1, 10, 100], num_workers=4, timeout=3.0, site_packages=True
+    ):  # noqa: B006
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} problems of predictions but {len(references)} references")
         jobs = [
