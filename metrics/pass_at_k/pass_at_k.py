@@ -73,8 +73,14 @@ class PassAtK(evaluate.Metric):
         )
 
     def _compute(
-        self, predictions, references, k=[1, 10, 100], num_workers=4, timeout=3.0, site_packages=True
-    ):  # noqa: B006
+        self,
+        predictions,
+        references,
+        k=[1, 10, 100],  # noqa: B006 (code_eval's signature; never mutated)
+        num_workers=4,
+        timeout=3.0,
+        site_packages=True,
+    ):
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} problems of predictions but {len(references)} references")
         jobs = [
