@@ -222,8 +222,7 @@ class FrozenEncoder:
         weights = mask.to(self.device).unsqueeze(-1).float()
         pooled = torch.cat([(h.float() * weights).sum(1) / weights.sum(1) for h in out.hidden_states], dim=1)
         pooled = pooled.cpu().numpy()
-        owner = np.asarray(owner)
-        return np.stack([pooled[owner == b].mean(axis=0) for b in range(len(token_lists))])
+        return mean_by_owner(pooled, np.asarray(owner), len(token_lists))
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -245,6 +244,14 @@ def chunk_tokens(token_lists, tokenizer, max_length: int, special: bool = True):
             chunks.append(prefix + list(ids[start : start + room]) + suffix)
             owner.append(index)
     return chunks, owner
+
+
+def mean_by_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Row i of the result: the mean of the rows of `values` whose owner is i (chunks -> blocks)."""
+    values = values.reshape(len(owner), -1)
+    sums = np.zeros((n, values.shape[1]))
+    np.add.at(sums, owner, values)
+    return sums / np.bincount(owner, minlength=n)[:, None]
 
 
 def same_vocabulary(first, second) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..influence.stats import spearman
-from .features import chunk_tokens, same_vocabulary
+from .features import chunk_tokens, mean_by_owner, same_vocabulary
 from .labels import PredictorError
 
 # Imported inside the functions that use them (heavy or optional): datasets, torch, transformers.
@@ -108,7 +108,7 @@ class FinetunedRegressor:
         val_targets = targets[val]
 
         def compute_metrics(prediction):
-            per_block = _mean_by_owner(np.asarray(prediction.predictions), val_owner, len(val))
+            per_block = mean_by_owner(np.asarray(prediction.predictions), val_owner, len(val))
             return {
                 "spearman": float(
                     np.mean([spearman(per_block[:, t], val_targets[:, t]) for t in range(len(self.tasks))])
@@ -167,7 +167,7 @@ class FinetunedRegressor:
             with torch.no_grad():
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             outputs.append(logits.float().cpu().numpy())
-        return _mean_by_owner(np.concatenate(outputs), owner, len(input_ids))
+        return mean_by_owner(np.concatenate(outputs), owner, len(input_ids))
 
     def save(self, path: Path) -> None:
         self.model.save_pretrained(str(path))
@@ -178,10 +178,3 @@ class FinetunedRegressor:
         import dataclasses
 
         return cls(dataclasses.replace(args, model_name_or_path=str(path)), blocks_tokenizer, tasks, seq_len)
-
-
-def _mean_by_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    values = values.reshape(len(owner), -1)
-    sums = np.zeros((n, values.shape[1]))
-    np.add.at(sums, owner, values)
-    return sums / np.bincount(owner, minlength=n)[:, None]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import HAND_FEATURES, frozen_encoder, hand_features, ngram_matrix
+from .features import frozen_encoder, hand_features, ngram_matrix
 from .finetuned import FinetunedRegressor
 from .labels import PredictorError
 from .ridge import RidgeHead, fit_ridge
@@ -69,10 +69,6 @@ class RidgePredictor:
 
     def predict(self, input_ids) -> np.ndarray:
         return self.head.predict(self.features(input_ids))
-
-    def feature_names(self) -> list[str]:
-        names = list(HAND_FEATURES)
-        return names + (["block_loss"] if self.encoder is not None and self.encoder.causal else [])
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

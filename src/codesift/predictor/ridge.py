@@ -29,7 +29,7 @@ class RidgeHead:
     loo_mse: float = float("nan")
 
     def predict(self, features: dict) -> np.ndarray:
-        out = np.zeros((_rows(features[self.groups[0]]), len(self.intercept)))
+        out = np.zeros((features[self.groups[0]].shape[0], len(self.intercept)))
         for group in self.groups:
             out += np.asarray(self._prepare(group, features[group]) @ self.weights[group])
         return out + self.intercept
@@ -59,10 +59,6 @@ class RidgeHead:
             alphas=arrays["alphas"].tolist(),
             group_weights=group_weights,
         )
-
-
-def _rows(matrix) -> int:
-    return matrix.shape[0]
 
 
 def _centred_kernel(matrix) -> tuple[np.ndarray, float]:
