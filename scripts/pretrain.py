@@ -4,6 +4,8 @@
     python scripts/pretrain.py --config recipes/tiny/pretrain.yaml --max_steps 20 --output_dir outputs/try
     accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/pretrain.py \
         --config recipes/codellm-1b/pretrain.yaml
+    # the 1B recipe's memory plan and tokens per step on 1, 8 and 64 GPUs, without a GPU or the network
+    python scripts/pretrain.py --config recipes/codellm-1b/pretrain.yaml --dry_run true --dry_run_vocab_size 49152
     # continued pretraining: a checkpoint's weights, AdamW moments and schedule, other blocks, 100 more steps
     python scripts/pretrain.py --config recipes/tiny/pretrain.yaml \
         --continue_from outputs/tiny/pretrain/checkpoint-300 --blocks outputs/tiny/filtered/blocks \
@@ -11,12 +13,13 @@
 """
 
 import logging
+import sys
 
 from transformers import TrainingArguments
 
 from codesift.cli import report_errors, setup_logging
 from codesift.configs import ModelArguments, PretrainArguments, parse_args
-from codesift.training import run_pretraining
+from codesift.training import dry_run_plan, run_pretraining
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,9 @@ logger = logging.getLogger(__name__)
 def main(
     model_args: ModelArguments, pretrain_args: PretrainArguments, training_args: TrainingArguments
 ) -> None:
+    if pretrain_args.dry_run:  # the plan of the recipe, from its YAML alone
+        print(dry_run_plan(model_args, pretrain_args, training_args))
+        return
     # seed, start (fresh / resume / continue / already finished), data, tokenizer, model, trainer,
     # train, save, model card: codesift.training.run_pretraining, section by section
     metrics = run_pretraining(model_args, pretrain_args, training_args)
@@ -32,10 +38,19 @@ def main(
     logger.info("model, checkpoints, card and plots/training_curves.png in %s", training_args.output_dir)
 
 
+def command_line() -> list[str]:
+    """The arguments; a dry run plans a GPU recipe on any machine, so TrainingArguments is told the
+    CPU is meant (it refuses bf16 without a GPU, and the plan reads only sizes from it)."""
+    args = sys.argv[1:]
+    if "--dry_run" in args and args[args.index("--dry_run") + 1 :][:1] in (["true"], ["True"], ["1"]):
+        args += ["--use_cpu", "true"]
+    return args
+
+
 if __name__ == "__main__":
     with report_errors():
         model_args, pretrain_args, training_args = parse_args(
-            ModelArguments, PretrainArguments, TrainingArguments
+            ModelArguments, PretrainArguments, TrainingArguments, args=command_line()
         )
         setup_logging(training_args)
         main(model_args, pretrain_args, training_args)

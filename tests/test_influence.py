@@ -211,6 +211,132 @@ def test_adam_update_is_the_weight_change_of_the_real_optimizer_step(micro_check
     torch.testing.assert_close(modelled, real, rtol=1e-4, atol=1e-7)
 
 
+def influence_matrix(rows, tasks) -> torch.Tensor:
+    return torch.tensor([[r[f"influence_{t}"] for t in tasks] + [r["candidate_loss"]] for r in rows])
+
+
+@pytest.mark.parametrize("method", ["grad_dot", "adam_precond", "adam_precond_clipped", "adam_update"])
+@pytest.mark.parametrize("top_layers", [None, 1])
+def test_batched_scores_equal_the_per_candidate_ones(
+    micro_checkpoint, task_sets, candidates, method, top_layers
+):
+    """Per-example gradients formed layer by layer from one batched backward give batch 1's scores."""
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    validation = ValidationBatches(task_sets, 8, 0)
+    pool, tasks = candidates.select(range(7)), list(task_sets)  # 7: a last batch of 3
+    one = scoring_module.make_scorer(method, model, optimizer, validation, args.max_grad_norm, 1, top_layers)
+    batched = scoring_module.make_scorer(
+        method, model, optimizer, validation, args.max_grad_norm, 4, top_layers
+    )
+    assert batched.batch_size == 4
+    expected = influence_matrix(score_rows(one, tasks, pool, step, method), tasks)
+    got = influence_matrix(score_rows(batched, tasks, pool, step, method), tasks)
+    scale = expected.abs().amax(0)
+    torch.testing.assert_close(got / scale, expected / scale, rtol=0, atol=1e-4)
+    assert all(p.requires_grad for p in model.parameters())  # the frozen parameters are given back
+
+
+def test_clipping_acts_in_the_batched_scores(micro_checkpoint, task_sets, candidates):
+    """The clipped variant is the unclipped one times each candidate's own factor
+    min(1, max_grad_norm / ||g||), with ||g|| from the candidate's real (batch-1) gradient."""
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    validation, pool, tasks = ValidationBatches(task_sets, 8, 0), candidates.select(range(8)), list(task_sets)
+    rows = {
+        m: influence_matrix(
+            score_rows(
+                scoring_module.make_scorer(m, model, optimizer, validation, args.max_grad_norm, 4),
+                tasks,
+                pool,
+                step,
+                m,
+            ),
+            tasks,
+        )[:, :-1]
+        for m in ("adam_precond", "adam_precond_clipped")
+    }
+    one = FirstOrderScorer(model, optimizer, validation, args.max_grad_norm, "adam_precond")
+    norms = torch.tensor(
+        [float(one.candidate_gradient(torch.as_tensor(ids)).norm()) for ids in pool["input_ids"]]
+    )
+    factors = torch.clamp(args.max_grad_norm / (norms + 1e-6), max=1.0).double()
+    assert bool((factors < 1).any()) and bool((factors == 1).any()), factors  # both cases occur
+    ratios = (rows["adam_precond_clipped"] / rows["adam_precond"]).double()
+    torch.testing.assert_close(ratios, factors[:, None].expand_as(ratios), rtol=1e-4, atol=0)
+
+
+def test_top_layers_scores_the_top_of_the_model_and_backpropagates_no_further(
+    micro_checkpoint, task_sets, candidates
+):
+    model, optimizer, args, _ = load_checkpoint_for_scoring(micro_checkpoint)
+    validation = ValidationBatches(task_sets, 8, 0)
+    scorer = FirstOrderScorer(model, optimizer, validation, args.max_grad_norm, "adam_update", top_layers=1)
+    top = model.config.num_hidden_layers - 1
+    names = {id(p): n for n, p in model.named_parameters()}
+    scored = sorted(names[id(p)] for p in scorer.params)
+    assert scored and all(n.startswith((f"model.layers.{top}.", "model.norm.", "lm_head.")) for n in scored)
+    assert len(scored) == len(
+        [n for n in names.values() if n.startswith((f"model.layers.{top}.", "model.norm.", "lm_head."))]
+    )
+    reached = []  # whether the lowest layer's output is part of the graph the backward walks
+    handle = (
+        model.get_decoder()
+        .layers[0]
+        .register_forward_hook(
+            lambda module, args, output: reached.append(
+                (output[0] if isinstance(output, tuple) else output).requires_grad
+            )
+        )
+    )
+    try:
+        gradient = scorer.candidate_gradient(torch.as_tensor(candidates[0]["input_ids"]))
+    finally:
+        handle.remove()
+    assert reached == [False] and gradient.numel() == sum(p.numel() for p in scorer.params)
+    with pytest.raises(InfluenceError, match="top_layers must be between 1 and"):
+        FirstOrderScorer(model, optimizer, validation, args.max_grad_norm, "grad_dot", top_layers=99)
+    with pytest.raises(InfluenceError, match="exact method takes one real step"):
+        scoring_module.make_scorer("exact", model, optimizer, validation, args.max_grad_norm, 4)
+
+
+def test_a_checkpoint_with_fsdp_full_state_optimizer_is_read_as_the_trainer_wrote_it(
+    micro_checkpoint, task_sets, candidates, tmp_path
+):
+    """FSDP with FULL_STATE_DICT writes the moments keyed by parameter name to optimizer.bin (through
+    torch.distributed.checkpoint's get_optimizer_state_dict); stage 03 reads them into the same
+    optimizer, and scores the same."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    fsdp_style = tmp_path / "checkpoint-8"
+    shutil.copytree(micro_checkpoint, fsdp_style)
+    (fsdp_style / "optimizer.pt").unlink()
+    state = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    assert all(isinstance(key, str) for key in state["state"])  # keyed by name, not by index
+    torch.save(state, fsdp_style / "optimizer.bin")
+    model2, optimizer2, _, _ = load_checkpoint_for_scoring(fsdp_style)
+    for p, q in zip(optimizer.param_groups[0]["params"], optimizer2.param_groups[0]["params"], strict=True):
+        torch.testing.assert_close(
+            optimizer.state[p]["exp_avg_sq"], optimizer2.state[q]["exp_avg_sq"], rtol=0, atol=0
+        )
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [
+        g["weight_decay"] for g in optimizer2.param_groups
+    ]
+    validation, pool = ValidationBatches(task_sets, 8, 0), candidates.select(range(2))
+    one = score_rows(
+        ExactScorer(model, optimizer, validation, args.max_grad_norm), list(task_sets), pool, step, "exact"
+    )
+    two = score_rows(
+        ExactScorer(model2, optimizer2, validation, args.max_grad_norm), list(task_sets), pool, step, "exact"
+    )
+    assert one == two
+    sharded = tmp_path / "checkpoint-sharded"
+    shutil.copytree(micro_checkpoint, sharded)
+    (sharded / "optimizer.pt").unlink()
+    (sharded / "optimizer_0").mkdir()  # what SHARDED_STATE_DICT writes
+    with pytest.raises(InfluenceError, match="FULL_STATE_DICT"):
+        load_checkpoint_for_scoring(sharded)
+
+
 def test_stage_writes_one_dataset_per_step_and_method(micro_corpus, micro_checkpoint, tmp_path):
     run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "inf"))
     exact = load_from_disk(str(tmp_path / "inf" / "step-8" / "exact"))
@@ -390,7 +516,7 @@ def test_callback_scores_and_leaves_the_run_bit_identical(micro_corpus, tmp_path
     from codesift.training import run_pretraining
 
     train(micro_corpus, tmp_path / "plain", "--max_steps", 6, "--save_steps", 100)
-    probe = InfluenceCallback(**callback_kwargs(micro_corpus))
+    probe = InfluenceCallback(**callback_kwargs(micro_corpus, batch_size=4))  # adam_update batched
     train(micro_corpus, tmp_path / "scored", "--max_steps", 6, "--save_steps", 100, callbacks=[probe])
     from transformers import AutoModelForCausalLM
 

@@ -169,6 +169,16 @@ class PretrainArguments:
     auto_resume: bool = field(
         default=True, metadata={"help": "Resume from the last checkpoint in output_dir."}
     )
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Print parameters, memory per GPU and tokens per step for 1/8/64 GPUs; train nothing."
+        },
+    )
+    dry_run_vocab_size: int | None = field(
+        default=None,
+        metadata={"help": "Vocabulary for --dry_run when the tokenizer cannot be loaded (offline)."},
+    )
     callbacks: list[str] = field(
         default_factory=list, metadata={"help": "Names from codesift.callbacks.CALLBACKS."}
     )
@@ -198,6 +208,18 @@ class InfluenceArguments:
     )
     max_grad_norm: float | None = field(
         default=None, metadata={"help": "Gradient clipping of the probe step; null = the checkpoint run's."}
+    )
+    batch_size: int = field(
+        default=1,
+        metadata={
+            "help": "Fast methods: candidates per forward and backward (same scores; faster where batching pays)."
+        },
+    )
+    top_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Fast methods: score only the top N decoder layers, final norm and output layer (partial backward)."
+        },
     )
     eval_batch_size: int = 32
     shard_size: int = 100

@@ -259,6 +259,52 @@ def build_trainer(model_args, pretrain_args, training_args, start: RunStart, ext
     )
 
 
+def dry_run_plan(model_args, pretrain_args, training_args, gpu_counts=(1, 8, 64)) -> str:
+    """The run's parameters, memory per GPU and tokens per step on 1, 8 and 64 GPUs (FSDP-sharded
+    above one), from the recipe alone: the model is sized on the meta device, nothing is trained."""
+    from .costs import ModelShape, format_plan, memory_plan
+    from .modeling import VocabSpec, count_parameters
+
+    try:
+        tokenizer = load_tokenizer(model_args.tokenizer_name_or_path)
+    except (OSError, ValueError) as error:
+        if pretrain_args.dry_run_vocab_size is None:
+            raise PretrainError(
+                f"dry run: tokenizer {model_args.tokenizer_name_or_path} cannot be loaded ({type(error).__name__}); "
+                "pass --dry_run_vocab_size N to size the vocabulary without it"
+            ) from error
+        tokenizer = VocabSpec(pretrain_args.dry_run_vocab_size)
+    config = build_model_config(model_args.model_preset, tokenizer, model_args.model_overrides)
+    shape = ModelShape.from_config(config)
+    counted = count_parameters(config)
+    optimizer = "adamw_8bit" if "8bit" in str(training_args.optim) else "adamw"
+    plans = {
+        n: memory_plan(
+            shape,
+            n,
+            training_args.per_device_train_batch_size,
+            config.max_position_embeddings,
+            training_args.gradient_accumulation_steps,
+            sharded=n > 1,
+            optimizer=optimizer,
+            activation_checkpointing=bool(
+                training_args.activation_checkpointing or training_args.gradient_checkpointing
+            ),
+        )
+        for n in gpu_counts
+    }
+    steps = training_args.max_steps
+    tokens = {n: plans[n]["tokens_per_step"] * steps for n in gpu_counts}
+    return "\n".join(
+        [
+            format_plan(shape, plans),
+            f"parameters counted on the meta device: {counted:,} (the plan's count: {shape.params:,})",
+            f"optimizer {getattr(training_args.optim, 'value', training_args.optim)}; bf16 mixed precision assumed; one GPU unsharded, more FSDP full shard",
+            f"{steps:,} steps: " + ", ".join(f"{tokens[n] / 1e9:.1f}B tokens on {n} GPU" for n in gpu_counts),
+        ]
+    )
+
+
 def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()) -> dict:
     """The whole stage: plan the start, build, train, save the final model, state and card.
     Returns the final metrics (train and each task's eval loss)."""

@@ -9,6 +9,7 @@ In a recipe:
     callbacks: [influence]
     callback_kwargs:
       influence: {steps: [300, 600], candidates: outputs/tiny/corpus/blocks, methods: [adam_update]}
+(`batch_size` and `top_layers` as in the stage-03 recipe, for the fast methods.)
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class InfluenceCallback(TrainerCallback):
         methods: list[str] | None = None,
         max_candidates: int | None = None,
         eval_batch_size: int = 32,
+        batch_size: int = 1,
+        top_layers: int | None = None,
         output_dir: str | None = None,
         enabled: bool = True,
     ):
@@ -50,6 +53,7 @@ class InfluenceCallback(TrainerCallback):
         self.steps, self.every = set(steps or []), every
         self.methods = list(methods or ["adam_update"])
         self.max_candidates, self.eval_batch_size = max_candidates, eval_batch_size
+        self.batch_size, self.top_layers = batch_size, top_layers  # fast methods only (as the script)
         self.output_dir, self.enabled = output_dir, enabled
         self.candidates = self.task_sets = None
 
@@ -90,7 +94,16 @@ class InfluenceCallback(TrainerCallback):
         mine = self.candidates.shard(num_shards=world, index=rank, contiguous=True)
         for method in self.methods:
             start = time.perf_counter()
-            scorer = make_scorer(method, model, optimizer, validation, args.max_grad_norm)
+            batched = method != "exact"
+            scorer = make_scorer(
+                method,
+                model,
+                optimizer,
+                validation,
+                args.max_grad_norm,
+                self.batch_size if batched else 1,
+                self.top_layers if batched else None,
+            )
             rows = score_rows(
                 scorer,
                 list(self.task_sets),

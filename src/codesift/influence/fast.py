@@ -12,10 +12,18 @@ so  score(x) ~ -<g_task, delta(x)>. The variants differ in how delta(x) is model
                            score alike, so the ranking comes from the candidate-dependent part)
 
 Each needs one backward pass per candidate and one validation backward per task per checkpoint,
-instead of a validation forward per candidate.
+instead of a validation forward per candidate. Two ways to pay less (fidelity measured in
+benchmarks/bench_influence.py):
+
+- `top_layers=N`: only the top N decoder layers, the final norm and the output layer are scored, so
+  the backward stops N layers down (a partial backward; an approximation of the same method);
+- `batch_size>1` (batched.py): many candidates share one forward and backward and their per-example
+  gradients are formed one layer at a time; the same quantity as batch 1, equal to rounding.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -23,6 +31,23 @@ from .exact import require_optimizer_state, trainable_params
 from .validation import InfluenceError, ValidationBatches, flatten_grads
 
 FAST_METHODS = ("grad_dot", "adam_precond", "adam_precond_clipped", "adam_update")
+TOP_LEVEL_PARAMS = ("model.norm.", "lm_head.")  # scored with every top_layers choice
+
+
+def scored_params(model, optimizer, top_layers: int | None) -> list[torch.Tensor]:
+    """The optimizer's trainable parameters, or only those of the top `top_layers` decoder layers,
+    the final norm and the output layer."""
+    params = trainable_params(optimizer)
+    if top_layers is None:
+        return params
+    n_layers = model.config.num_hidden_layers
+    if not 1 <= top_layers <= n_layers:
+        raise InfluenceError(
+            f"top_layers must be between 1 and {n_layers} (the model's layers), not {top_layers}"
+        )
+    keep = tuple(f"model.layers.{i}." for i in range(n_layers - top_layers, n_layers)) + TOP_LEVEL_PARAMS
+    wanted = {id(p) for name, p in model.named_parameters() if name.startswith(keep)}
+    return [p for p in params if id(p) in wanted]
 
 
 def _flat(tensors) -> torch.Tensor:
@@ -33,28 +58,37 @@ class FirstOrderScorer:
     """-<g_task, delta(x)> for every task at once: a (tasks x parameters) matrix times a vector."""
 
     def __init__(
-        self, model, optimizer, validation: ValidationBatches, max_grad_norm: float | None, method: str
+        self,
+        model,
+        optimizer,
+        validation: ValidationBatches,
+        max_grad_norm: float | None,
+        method: str,
+        top_layers: int | None = None,
     ):
         if method not in FAST_METHODS:
             raise InfluenceError(f"unknown fast method {method!r}; methods: {', '.join(FAST_METHODS)}")
         if method != "grad_dot":
             require_optimizer_state(optimizer)
         self.model, self.optimizer, self.method, self.max_grad_norm = model, optimizer, method, max_grad_norm
-        self.params = trainable_params(optimizer)
+        self.params = scored_params(model, optimizer, top_layers)
+        self.top_layers = top_layers
         self.task_grads = validation.gradients(model, self.params)  # once per checkpoint
         self.loss_before = validation.losses(model)
         self._prepare_update_terms()
 
     def _group_values(self, key: str, default=0.0) -> torch.Tensor:
-        """A per-parameter hyperparameter (lr, weight decay, ...) spread over the flat vector."""
-        return _flat(
-            torch.full_like(p, float(group.get(key, default)))
-            for group in self.optimizer.param_groups
-            for p in group["params"]
-            if p.requires_grad
-        )
+        """A per-parameter hyperparameter (lr, weight decay, ...): a scalar when every group shares
+        it (no parameter-sized copy), else spread over the flat vector."""
+        group_of = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
+        values = [float(group_of[id(p)].get(key, default)) for p in self.params]
+        if len(set(values)) == 1:
+            return torch.tensor(values[0], device=self.params[0].device)
+        return _flat(torch.full_like(p, value) for p, value in zip(self.params, values, strict=True))
 
     def _prepare_update_terms(self) -> None:
+        """Only what the method needs, each one parameter-sized vector at most: at 1B every flat
+        copy is 4.4 GB (the moments and weights themselves are not copied)."""
         self.lr = self._group_values("lr")
         if self.method == "grad_dot":
             return
@@ -64,26 +98,39 @@ class FirstOrderScorer:
         state = [self.optimizer.state[p] for p in self.params]
         step = float(state[0]["step"]) + 1  # the step the probe would take
         self.bias1, self.bias2 = 1 - self.beta1**step, 1 - self.beta2**step
-        self.exp_avg = _flat(s["exp_avg"] for s in state)
-        self.exp_avg_sq = _flat(s["exp_avg_sq"] for s in state)
-        # the preconditioner of the current moments (the candidate's own g^2 term is left out)
-        self.precond = 1.0 / (
-            (self.exp_avg_sq / (1 - self.beta2 ** (step - 1) if step > 1 else 1.0)).sqrt() + self.eps
-        )
-        self.weight_decay = self._group_values("weight_decay")
-        self.weights = _flat(p.detach() for p in self.params)
+        if self.method != "adam_update":
+            # the preconditioner of the current moments (the candidate's own g^2 term is left out)
+            corrected = 1 - self.beta2 ** (step - 1) if step > 1 else 1.0
+            self.precond = (
+                _flat(s["exp_avg_sq"] for s in state).div_(corrected).sqrt_().add_(self.eps).reciprocal_()
+            )
+            return
         # adam_update's candidate-free parts, once: the update is (a + b g) / (sqrt(c + d g^2) + eps)
         # plus weight decay, so each candidate costs a few fused passes over the parameters
-        self.momentum_term = self.beta1 * self.exp_avg / self.bias1
-        self.variance_term = self.beta2 * self.exp_avg_sq / self.bias2
-        self.decay_term = self.weight_decay * self.weights
+        self.momentum_term = _flat(s["exp_avg"] for s in state).mul_(self.beta1 / self.bias1)
+        self.variance_term = _flat(s["exp_avg_sq"] for s in state).mul_(self.beta2 / self.bias2)
+        self.decay_term = _flat(p.detach() for p in self.params).mul_(self._group_values("weight_decay"))
+
+    @contextmanager
+    def only_scored_params(self):
+        """Parameters outside the scored set need no gradient: the backward stops below them."""
+        scored = {id(p) for p in self.params}
+        frozen = [p for p in self.model.parameters() if p.requires_grad and id(p) not in scored]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
 
     def candidate_gradient(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.model.train()
         self.model.zero_grad(set_to_none=True)
         batch = input_ids.reshape(1, -1)
-        loss = self.model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
-        loss.backward()
+        with self.only_scored_params():
+            loss = self.model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+            loss.backward()
         self.candidate_loss = float(loss.detach())  # free here; the perplexity baseline ranks by it
         grad = flatten_grads(self.params)
         self.model.zero_grad(set_to_none=True)
@@ -103,6 +150,10 @@ class FirstOrderScorer:
         grad = self.clip(grad)
         if self.method == "adam_precond_clipped":
             return -self.lr * self.precond * grad
+        return self.adam_step(grad)
+
+    def adam_step(self, grad: torch.Tensor) -> torch.Tensor:
+        """AdamW's weight change for an already clipped gradient."""
         # m/bias1 = momentum_term + (1-beta1)/bias1 g;  v/bias2 = variance_term + (1-beta2)/bias2 g^2
         denominator = torch.addcmul(self.variance_term, grad, grad, value=(1 - self.beta2) / self.bias2)
         denominator.sqrt_().add_(self.eps)

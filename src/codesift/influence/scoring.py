@@ -22,6 +22,7 @@ from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_dis
 from ..provenance import changes, make_record, read_record, up_to_date, write_record
 from ..training import check_blocks, load_blocks, load_eval_datasets
 from ..utils import atomic_directory, save_to_disk, set_seed, write_json
+from .batched import BatchedFirstOrderScorer
 from .exact import ExactScorer
 from .fast import FAST_METHODS, FirstOrderScorer
 from .stats import common_blocks, load_scores, score_tasks, spearman, task_correlations
@@ -34,41 +35,67 @@ logger = logging.getLogger(__name__)
 METHODS = ("exact", *FAST_METHODS)
 
 
-def make_scorer(method: str, model, optimizer, validation: ValidationBatches, max_grad_norm):
+def make_scorer(
+    method: str,
+    model,
+    optimizer,
+    validation: ValidationBatches,
+    max_grad_norm,
+    batch_size: int = 1,
+    top_layers: int | None = None,
+):
     if method != "grad_dot" and all(group["lr"] == 0 for group in optimizer.param_groups):
         raise InfluenceError(
             "the learning rate of the next step is 0 (the end of the schedule): one step moves nothing and every "
             "score would be 0; score an earlier checkpoint"
         )
     if method == "exact":
+        if batch_size != 1 or top_layers is not None:
+            raise InfluenceError(
+                "the exact method takes one real step per candidate: batch_size 1, top_layers null"
+            )
         return ExactScorer(model, optimizer, validation, max_grad_norm)
     if method in FAST_METHODS:
-        return FirstOrderScorer(model, optimizer, validation, max_grad_norm, method)
+        if batch_size > 1:
+            return BatchedFirstOrderScorer(
+                model, optimizer, validation, max_grad_norm, method, top_layers, batch_size=batch_size
+            )
+        return FirstOrderScorer(model, optimizer, validation, max_grad_norm, method, top_layers)
     raise InfluenceError(f"unknown influence method {method!r}; methods: {', '.join(METHODS)}")
+
+
+def result_row(result: dict, tasks: list[str], block_id: int, step: int, method: str) -> dict:
+    """One output row from a scorer's result; stops at a non-finite value, naming the candidate."""
+    if not all(math.isfinite(v) for values in result.values() for v in values.reshape(-1).tolist()):
+        raise InfluenceError(f"non-finite loss or score for candidate block_id={block_id}: {result}")
+    row = {"block_id": int(block_id), "step": int(step), "method": method}
+    for key, values in result.items():
+        if values.dim() == 0:  # a per-candidate value, not one per task
+            row[key] = float(values)
+            continue
+        row.update({f"{key}_{task}": float(v) for task, v in zip(tasks, values.tolist(), strict=True)})
+    return row
 
 
 def score_rows(
     scorer, tasks: list[str], candidates, step: int, method: str, desc: str = "scoring"
 ) -> list[dict]:
-    """One row per candidate; stops at the first non-finite loss, naming the candidate."""
+    """One row per candidate, `scorer.batch_size` candidates at a time where the scorer batches."""
     rows = []
     device = next(scorer.model.parameters()).device
-    for block_id, ids in tqdm(
-        zip(candidates["block_id"], candidates["input_ids"], strict=True),
-        total=len(candidates),
-        desc=desc,
-        unit="cand",
-    ):
-        result = scorer.score(torch.as_tensor(ids, dtype=torch.long, device=device))
-        if not all(math.isfinite(v) for values in result.values() for v in values.reshape(-1).tolist()):
-            raise InfluenceError(f"non-finite loss or score for candidate block_id={block_id}: {result}")
-        row = {"block_id": int(block_id), "step": int(step), "method": method}
-        for key, values in result.items():
-            if values.dim() == 0:  # a per-candidate value, not one per task
-                row[key] = float(values)
-                continue
-            row.update({f"{key}_{task}": float(v) for task, v in zip(tasks, values.tolist(), strict=True)})
-        rows.append(row)
+    batch_size = getattr(scorer, "batch_size", 1)
+    block_ids, input_ids = candidates["block_id"], candidates["input_ids"]
+    with tqdm(total=len(block_ids), desc=desc, unit="cand") as bar:
+        for start in range(0, len(block_ids), batch_size):
+            ids = input_ids[start : start + batch_size]
+            if batch_size > 1 and len({len(x) for x in ids}) == 1:
+                result = scorer.score_batch(torch.as_tensor(ids, dtype=torch.long, device=device))
+                results = [{key: value[i] for key, value in result.items()} for i in range(len(ids))]
+            else:  # batch 1, or blocks of unequal length
+                results = [scorer.score(torch.as_tensor(x, dtype=torch.long, device=device)) for x in ids]
+            for block_id, result in zip(block_ids[start : start + batch_size], results, strict=True):
+                rows.append(result_row(result, tasks, block_id, step, method))
+            bar.update(len(ids))
     return rows
 
 
@@ -138,7 +165,36 @@ def load_checkpoint_for_scoring(checkpoint: str | Path, device="cpu"):
     if state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
         optimizer.load_state_dict(state)
+    elif (checkpoint / "optimizer.bin").is_file():  # FSDP with FULL_STATE_DICT: moments keyed by name
+        state = torch.load(checkpoint / "optimizer.bin", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state_dict_by_index(state, model, optimizer, checkpoint))
+    elif any(checkpoint.glob("pytorch_model_fsdp*")) or any(checkpoint.glob("optimizer_*")):
+        raise InfluenceError(
+            f"{checkpoint} holds a sharded FSDP checkpoint (SHARDED_STATE_DICT), which the scorers cannot read: "
+            "train with fsdp_state_dict_type: FULL_STATE_DICT (recipes/accelerate_configs/fsdp.yaml), or "
+            "consolidate it with `accelerate merge-weights` for the weights (the moments stay sharded)"
+        )
     return model, optimizer, args, step
+
+
+def state_dict_by_index(state: dict, model, optimizer, checkpoint) -> dict:
+    """An optimizer state keyed by parameter name (FSDP's full state dict) as `load_state_dict`
+    takes it: keyed by the parameter's index in this optimizer's groups."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    by_index, groups, index = {}, [], 0
+    saved_groups = {tuple(group["params"]): group for group in state["param_groups"]}
+    for group in optimizer.param_groups:
+        group_names = tuple(names[id(p)] for p in group["params"])
+        saved = saved_groups.get(group_names)
+        if saved is None:
+            raise InfluenceError(f"{checkpoint}/optimizer.bin: no parameter group holds {group_names[:2]}...")
+        indices = list(range(index, index + len(group_names)))
+        by_index.update(
+            {i: state["state"][n] for i, n in zip(indices, group_names, strict=True) if n in state["state"]}
+        )
+        groups.append({**saved, "params": indices})
+        index += len(group_names)
+    return {"state": by_index, "param_groups": groups}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +224,8 @@ def scoring_record(args, checkpoint, method: str, max_grad_norm) -> dict:
         "candidates_split": args.candidates_split,
         "max_candidates": args.max_candidates,
         "max_grad_norm": max_grad_norm,
+        "batch_size": args.batch_size,
+        "top_layers": args.top_layers,
         "eval_batch_size": args.eval_batch_size,
         "shard_size": args.shard_size,
         "seed": args.seed,
@@ -178,6 +236,11 @@ def scoring_record(args, checkpoint, method: str, max_grad_norm) -> dict:
         "validation_sets": args.validation_sets,
     }
     return make_record(arguments, inputs)
+
+
+def scorer_options(args, method: str) -> tuple[int, int | None]:
+    """(batch_size, top_layers) for a method: the exact method always takes one real step per candidate."""
+    return (1, None) if method == "exact" else (args.batch_size, args.top_layers)
 
 
 def run_influence_stage(args) -> dict:
@@ -226,7 +289,9 @@ def run_influence_stage(args) -> dict:
                 write_record(shards, record)
             state.wait_for_everyone()
             start = time.perf_counter()
-            scorer = make_scorer(method, model, optimizer, validation, max_grad_norm)
+            scorer = make_scorer(
+                method, model, optimizer, validation, max_grad_norm, *scorer_options(args, method)
+            )
             score_pool_in_shards(
                 scorer,
                 list(task_sets),
@@ -256,6 +321,8 @@ def run_influence_stage(args) -> dict:
                             "candidates": len(candidates),
                             "max_grad_norm": max_grad_norm,
                             "seconds_per_candidate": seconds,
+                            "batch_size": scorer_options(args, method)[0],
+                            "top_layers": scorer_options(args, method)[1],
                             "processes": state.num_processes,
                         },
                     )

@@ -1,0 +1,230 @@
+"""What a run costs before it runs: parameters, memory per GPU, FLOPs and GPU-hours per stage.
+
+FLOPs are counted as in Kaplan et al. (2020): a forward pass costs 2 FLOPs per parameter per token
+plus the attention scores, 2 * layers * context * hidden; a training step three forwards. Each
+scoring method is priced by the passes it takes per candidate block (docs/costs.md checks the
+ratios against the times measured by benchmarks/bench_influence.py). GPU-hours divide FLOPs by the
+GPU's peak times an MFU, both arguments: the MFU the kit reaches on a GPU is not measured yet, so
+the default 0.4 is the issue's goal, assumed.
+
+Memory per GPU follows the usual mixed-precision accounting (Rajbhandari et al. 2020, ZeRO):
+fp32 master weights 4 bytes, gradients 4, AdamW moments 8 (2 with 8-bit AdamW), bf16 compute copy
+2 bytes per parameter of the layers being gathered; FSDP/ZeRO-3 shards the states over GPUs. The
+exact probe keeps a full snapshot of weights and moments (12 bytes per parameter) beside the model.
+Activations follow Korthikanti et al. (2022) with a fused attention kernel (no T^2 term):
+34 * hidden bytes per token per layer, or 2 * hidden with activation checkpointing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GIB = 1024**3
+H100_BF16_PEAK_FLOPS = 989e12  # dense bf16, SXM (NVIDIA's datasheet)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    vocab: int
+    context: int
+    tied_embeddings: bool = False
+
+    @classmethod
+    def from_config(cls, config) -> ModelShape:
+        return cls(
+            layers=config.num_hidden_layers,
+            hidden=config.hidden_size,
+            heads=config.num_attention_heads,
+            kv_heads=config.num_key_value_heads,
+            ffn=config.intermediate_size,
+            vocab=config.vocab_size,
+            context=config.max_position_embeddings,
+            tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        )
+
+    @property
+    def layer_params(self) -> int:
+        head_dim = self.hidden // self.heads
+        attention = 2 * self.hidden * self.hidden + 2 * self.hidden * self.kv_heads * head_dim
+        return attention + 3 * self.hidden * self.ffn + 2 * self.hidden  # q, o, k, v; MLP; two norms
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    @property
+    def params(self) -> int:
+        head = 0 if self.tied_embeddings else self.embedding_params
+        return self.embedding_params + self.layers * self.layer_params + self.hidden + head
+
+    def forward_flops_per_token(self, context: int | None = None) -> float:
+        """2 per weight a token meets (the embedding lookup is free, the output layer is not) plus
+        the attention scores over the context."""
+        context = context or self.context
+        matmul_params = self.layers * self.layer_params + self.embedding_params  # the output layer
+        return 2.0 * matmul_params + 2.0 * self.layers * context * self.hidden
+
+    def training_flops_per_token(self, context: int | None = None) -> float:
+        return 3.0 * self.forward_flops_per_token(context)
+
+
+# Passes per candidate block, in forwards of the block (a training step is 3 forwards).
+def scoring_flops_per_block(
+    shape: ModelShape, method: str, block_tokens: int, validation_tokens: int, top_layers: int | None = None
+) -> float:
+    """FLOPs to score one candidate block.
+
+    exact: one training step on the block plus one forward over every validation token;
+    fast methods (any batch size): one forward and one backward of the block (the per-example
+    gradients formed in batched scoring are the same multiply-adds as the weight gradients);
+    top_layers=k: the forward, and a backward through the output layer and k layers only.
+    The once-per-checkpoint task gradients are left out (one training step over the validation
+    tokens, shared by every candidate).
+    """
+    forward = shape.forward_flops_per_token(block_tokens) * block_tokens
+    if method == "exact":
+        return 3 * forward + shape.forward_flops_per_token(block_tokens) * validation_tokens
+    if top_layers is None:
+        return 3 * forward
+    layers = min(top_layers, shape.layers)
+    top = (layers * shape.layer_params + shape.embedding_params) / (
+        shape.layers * shape.layer_params + shape.embedding_params
+    )
+    return forward + 2 * forward * top
+
+
+def gpu_hours(flops: float, gpus_flops: float = H100_BF16_PEAK_FLOPS, mfu: float = 0.4) -> float:
+    return flops / (gpus_flops * mfu) / 3600
+
+
+def selection_bill(
+    shape: ModelShape,
+    pretrain_tokens: float,
+    pool_tokens: float,
+    block_tokens: int,
+    validation_tokens: int,
+    label_fraction: float = 0.01,
+    predictor_flops_per_token: float = 0.0,
+    gpus_flops: float = H100_BF16_PEAK_FLOPS,
+    mfu: float = 0.4,
+) -> dict[str, float]:
+    """GPU-hours: pretraining on `pretrain_tokens`, and scoring a pool of `pool_tokens` with each
+    method, whole or (MATES's loop) on `label_fraction` of it with the rest predicted."""
+    blocks = pool_tokens / block_tokens
+    bill = {
+        "pretrain": gpu_hours(shape.training_flops_per_token(block_tokens) * pretrain_tokens, gpus_flops, mfu)
+    }
+    for method in ("exact", "adam_update"):
+        per_block = scoring_flops_per_block(shape, method, block_tokens, validation_tokens)
+        bill[f"score_pool_{method}"] = gpu_hours(per_block * blocks, gpus_flops, mfu)
+        bill[f"label_{method}_and_predict"] = gpu_hours(
+            per_block * blocks * label_fraction + predictor_flops_per_token * pool_tokens, gpus_flops, mfu
+        )
+    return bill
+
+
+def memory_plan(
+    shape: ModelShape,
+    num_gpus: int,
+    micro_batch: int,
+    seq_len: int,
+    gradient_accumulation: int = 1,
+    sharded: bool = True,
+    optimizer: str = "adamw",
+    activation_checkpointing: bool = False,
+) -> dict[str, float]:
+    """GiB per GPU of each part of a bf16 mixed-precision run, and the tokens per optimizer step."""
+    params = shape.params
+    shards = num_gpus if sharded else 1
+    moments = 2 if optimizer == "adamw_8bit" else 8
+    activation_bytes = (2 if activation_checkpointing else 34) * shape.hidden
+    plan = {
+        "weights_fp32": 4 * params / shards / GIB,
+        "gradients_fp32": 4 * params / shards / GIB,
+        "adamw_moments": moments * params / shards / GIB,
+        # FSDP gathers one layer's bf16 weights at a time; unsharded, the whole bf16 copy
+        "weights_bf16_gathered": 2 * (shape.layer_params if sharded else params) / GIB,
+        "activations": activation_bytes * micro_batch * seq_len * shape.layers / GIB,
+        "logits_fp32": 4 * micro_batch * seq_len * shape.vocab / GIB,
+    }
+    plan["total_training"] = sum(plan.values())
+    plan["probe_snapshot_fp32"] = 12 * params / GIB  # the exact scorer: weights + moments, unsharded
+    plan["tokens_per_step"] = float(micro_batch * seq_len * gradient_accumulation * num_gpus)
+    return plan
+
+
+def format_plan(shape: ModelShape, plans: dict[int, dict[str, float]]) -> str:
+    """A printable table: one column per GPU count."""
+    counts = sorted(plans)
+    lines = [
+        f"parameters: {shape.params / 1e9:.3f} B ({shape.layers} layers x {shape.hidden}, vocabulary {shape.vocab})",
+        f"training FLOPs per token: {shape.training_flops_per_token():.3e}",
+        "GiB per GPU            " + "".join(f"{n:>10d} GPU" for n in counts),
+    ]
+    for key in plans[counts[0]]:
+        if key == "tokens_per_step":
+            lines.append(f"{'tokens per step':22s} " + "".join(f"{plans[n][key]:>14,.0f}" for n in counts))
+        else:
+            lines.append(f"{key:22s} " + "".join(f"{plans[n][key]:>14.2f}" for n in counts))
+    return "\n".join(lines)
+
+
+# The paper's setting, as the kit's 1B recipe assumes it (recipes/codellm-1b): the shape of
+# TinyLlama-1.1B with StarCoder's vocabulary, 100B tokens of pretraining and a 100B-token pool.
+PAPER_SCALE = {
+    "vocab": 49152,
+    "pretrain_tokens": 100e9,
+    "pool_tokens": 100e9,
+    "block_tokens": 2048,
+    "validation_tokens": 60_000,  # six select halves, assumed (not tokenized offline)
+    "label_fraction": 0.05,
+}
+
+
+def paper_scale_bill(label_fraction: float | None = None, mfu: float = 0.4) -> dict[str, float]:
+    """H100-hours of the paper's 1B x 100B setting, with the predictor as the kit's n-gram + hidden
+    state ridge (one forward of the 1B checkpoint per predicted token)."""
+    from .modeling import MODEL_PRESETS
+
+    preset = MODEL_PRESETS["codellm-1b"]
+    shape = ModelShape(
+        layers=preset["num_hidden_layers"],
+        hidden=preset["hidden_size"],
+        heads=preset["num_attention_heads"],
+        kv_heads=preset["num_key_value_heads"],
+        ffn=preset["intermediate_size"],
+        vocab=PAPER_SCALE["vocab"],
+        context=preset["max_position_embeddings"],
+    )
+    return selection_bill(
+        shape,
+        PAPER_SCALE["pretrain_tokens"],
+        PAPER_SCALE["pool_tokens"],
+        PAPER_SCALE["block_tokens"],
+        PAPER_SCALE["validation_tokens"],
+        label_fraction=PAPER_SCALE["label_fraction"] if label_fraction is None else label_fraction,
+        predictor_flops_per_token=shape.forward_flops_per_token(PAPER_SCALE["block_tokens"]),
+        mfu=mfu,
+    )
+
+
+def bill_markdown(bill: dict[str, float]) -> str:
+    """The bill as a markdown table (docs/costs.md carries this output)."""
+    labels = {
+        "pretrain": "pretrain on 100B tokens",
+        "score_pool_exact": "score the whole 100B-token pool, exact",
+        "score_pool_adam_update": "score the whole pool, fast (one forward + backward per block)",
+        "label_exact_and_predict": "exact labels on 5%, the rest predicted",
+        "label_adam_update_and_predict": "fast labels on 5%, the rest predicted",
+    }
+    rows = [f"| {labels[k]} | {v:,.0f} | {v / bill['pretrain']:.2f} |" for k, v in bill.items()]
+    return "\n".join(["| work | H100-hours at 40% MFU | x pretraining |", "|---|---|---|", *rows])
+
+
+if __name__ == "__main__":
+    print(bill_markdown(paper_scale_bill()))

@@ -1,0 +1,108 @@
+"""The 1B recipe without a GPU: its real width trains and is scored on CPU, and its dry run plans
+the memory of 1, 8 and 64 GPUs."""
+
+import dataclasses
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict, load_from_disk
+from helpers import ROOT, micro_args
+
+from codesift.influence import ExactScorer, FirstOrderScorer, ValidationBatches, load_checkpoint_for_scoring
+from codesift.modeling import MODEL_PRESETS
+from codesift.training import run_pretraining
+
+
+def long_blocks(micro_corpus, path, length: int) -> str:
+    """The micro pool's tokens re-packed into `length`-token blocks (train and candidates)."""
+    blocks = load_from_disk(str(micro_corpus / "blocks"))
+    ids = [token for row in blocks["train"]["input_ids"] for token in row]
+    rows = [ids[i : i + length] for i in range(0, len(ids) - length + 1, length)]
+    assert len(rows) >= 4, "the micro corpus is too small for this test"
+    split = {
+        "train": Dataset.from_dict({"block_id": list(range(len(rows) - 1)), "input_ids": rows[:-1]}),
+        "candidates": Dataset.from_dict({"block_id": [10_000], "input_ids": rows[-1:]}),
+    }
+    DatasetDict(split).save_to_disk(str(path))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_the_1b_width_trains_and_is_scored_on_cpu(micro_corpus, tmp_path, capsys):
+    """The codellm-1b preset (hidden 2048, 32 heads, 4 KV heads, FFN 5632) with 2 layers and a
+    512-token context: 2 training steps, then one exact probe and one fast score from its checkpoint."""
+    width = {k: MODEL_PRESETS["codellm-1b"][k] for k in ("hidden_size", "intermediate_size")}
+    heads = {k: MODEL_PRESETS["codellm-1b"][k] for k in ("num_attention_heads", "num_key_value_heads")}
+    blocks = long_blocks(micro_corpus, tmp_path / "blocks", 512)
+    model_args, pretrain_args, training_args = micro_args(
+        micro_corpus,
+        tmp_path / "run",
+        *(
+            "--max_steps",
+            2,
+            "--save_steps",
+            2,
+            "--schedule_total_steps",
+            10,
+            "--per_device_train_batch_size",
+            1,
+        ),
+        *("--blocks", blocks, "--eval_strategy", "no", "--learning_rate", "4e-4"),
+        **width,
+        **heads,
+        num_hidden_layers=2,
+        max_position_embeddings=512,
+    )
+    model_args = dataclasses.replace(model_args, model_preset="codellm-1b")
+    metrics = run_pretraining(model_args, pretrain_args, training_args)
+    assert metrics["train_loss"] > 0
+    model, optimizer, args, step = load_checkpoint_for_scoring(tmp_path / "run" / "checkpoint-2")
+    assert step == 2 and model.config.hidden_size == 2048 and model.config.num_hidden_layers == 2
+    sets = load_from_disk(str(micro_corpus / "validation_tokenized"))
+    validation = ValidationBatches({"humaneval": sets["humaneval_select"].select(range(4))}, 4, 0)
+    block = torch.as_tensor(load_from_disk(blocks)["candidates"][0]["input_ids"])
+    assert len(block) == 512
+    exact = ExactScorer(model, optimizer, validation, args.max_grad_norm).score(block)
+    fast = FirstOrderScorer(model, optimizer, validation, args.max_grad_norm, "adam_update").score(block)
+    assert torch.isfinite(exact["influence"]).all() and torch.isfinite(fast["influence"]).all()
+    assert exact["influence"].abs().max() > 0 and fast["influence"].abs().max() > 0
+    # one step on one block: the first-order estimate has the exact score's sign
+    assert torch.sign(exact["influence"]).tolist() == torch.sign(fast["influence"]).tolist()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux -> GiB
+    with capsys.disabled():
+        print(
+            f"\n1B width, 2 layers, 512 tokens: {sum(p.numel() for p in model.parameters()):,} parameters; "
+            f"exact {exact['influence'].tolist()}, fast {fast['influence'].tolist()}; peak memory {peak:.2f} GiB"
+        )
+
+
+def test_dry_run_plans_the_1b_recipe_for_1_8_and_64_gpus():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/pretrain.py",
+            "--config",
+            "recipes/codellm-1b/pretrain.yaml",
+            "--dry_run",
+            "true",
+            "--dry_run_vocab_size",
+            "49152",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "1 GPU" in out and "8 GPU" in out and "64 GPU" in out
+    params = int(out.split("parameters counted on the meta device: ")[1].split(" ")[0].replace(",", ""))
+    assert 1.0e9 < params < 1.3e9  # TinyLlama's shape with StarCoder's vocabulary
+    tokens = [line for line in out.splitlines() if line.startswith("tokens per step")][0].split()[3:]
+    assert [int(t.replace(",", "")) for t in tokens] == [16 * 2048 * 4 * n for n in (1, 8, 64)]
+    assert not (ROOT / "outputs" / "codellm-1b" / "pretrain").exists()  # nothing trained, nothing written
