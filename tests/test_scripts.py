@@ -51,6 +51,23 @@ def test_every_recipe_parses(recipe):
     assert parsed[-1].output_dir.startswith(f"outputs/{recipe.parent.name}/")
 
 
+@pytest.mark.parametrize("recipe", ["tiny", "codellm-1b"])
+def test_every_stage_has_a_recipe(recipe):
+    """Both recipes cover every stage of the kit, and each 1B stage reads what the one before wrote."""
+    from codesift.configs import STAGES
+
+    missing = [stage for stage in STAGES if not (ROOT / "recipes" / recipe / f"{stage}.yaml").is_file()]
+    assert missing == []
+    if recipe == "codellm-1b":
+        scores = yaml.safe_load((ROOT / "recipes/codellm-1b/influence.yaml").read_text())
+        labels = yaml.safe_load((ROOT / "recipes/codellm-1b/predictor.yaml").read_text())
+        step = scores["checkpoint"][0].rsplit("-", 1)[1]
+        assert labels["scores"] == f"{scores['output_dir']}/step-{step}/{scores['methods'][0]}"
+        for stage in ("filter", "experiment"):
+            config = yaml.safe_load((ROOT / f"recipes/codellm-1b/{stage}.yaml").read_text())
+            assert config["scores"] == f"{labels['output_dir']}/predictions"
+
+
 def test_cli_overrides_the_recipe():
     args = parse_args(
         ValidationSetsArguments,

@@ -213,3 +213,54 @@ def test_bad_scores_fail_naming_the_block_and_write_nothing(micro_corpus, pool, 
     with pytest.raises(SelectionError, match="no scores dataset"):
         run_selection_stage(args_for(micro_corpus, tmp_path / "nowhere", tmp_path, strategy="top_k"))
     assert not (tmp_path / "selection").exists()
+
+
+def test_dsir_weights_by_hand_and_it_resamples_towards_the_target():
+    from collections import Counter
+
+    from codesift.dsir import importance_log_weights, resample
+    from codesift.ngrams import hashed_ngrams
+
+    targets = [[5, 6, 5, 6, 5], [6, 5, 7]]
+    pool = [[5, 6, 5, 6], [8, 9, 8, 9], [5, 8, 6, 9], [9, 9, 9, 7]]
+    bits = 10
+    got = importance_log_weights(pool, targets, orders=(1,), hash_bits=bits)
+
+    # by hand: unigram models with add-one smoothing over all 2**bits buckets
+    def model(sequences):
+        counts = Counter(int(hashed_ngrams([t], (1,), bits)[0]) for ids in sequences for t in ids)
+        total = sum(counts.values()) + (1 << bits)
+        return lambda token: math.log((counts[int(hashed_ngrams([token], (1,), bits)[0])] + 1) / total)
+
+    target, raw = model(targets), model(pool)
+    expected = [sum(target(t) - raw(t) for t in ids) for ids in pool]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got[0] > got[2] > got[1]  # all target tokens > half > none
+    # resampling draws in proportion to the weights: w = (1, 3) -> the second about 3 times in 4
+    picks = [int(resample(np.log([1.0, 3.0]), 1, seed)[0]) for seed in range(4000)]
+    assert abs(np.mean(picks) - 0.75) < 0.03
+
+
+def test_dsir_and_reverse_strategies_on_the_pool(micro_corpus, scores_dir, tmp_path, pool):
+    base = {"target_sets": str(micro_corpus / "validation_tokenized")}
+    one = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="dsir", **base), pool)
+    again = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="dsir", **base), pool)
+    assert len(one.blocks) == 8 and list(one.kept) == list(again.kept)
+    assert one.metadata["target_sets"] == base["target_sets"]
+    # reverse keeps the k lowest scores: the sanity arm
+    low = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="top_k", reverse=True), pool)
+    values = score_by_block(scores_dir, "influence_humaneval")
+    ranked = sorted(values, key=values.get)
+    assert sorted(low.blocks["block_id"]) == sorted(ranked[:8])
+    cold = select(
+        args_for(micro_corpus, scores_dir, tmp_path, strategy="gumbel_top_k", temperature=0.0, reverse=True),
+        pool,
+    )
+    assert sorted(cold.blocks["block_id"]) == sorted(ranked[:8])
+    with pytest.raises(SelectionError, match="reverse applies to top_k and gumbel_top_k"):
+        select(args_for(micro_corpus, scores_dir, tmp_path, strategy="random", reverse=True), pool)
+    with pytest.raises(SelectionError, match="dsir: cannot read target_sets"):
+        select(
+            args_for(micro_corpus, scores_dir, tmp_path, strategy="dsir", target_sets=str(tmp_path / "no")),
+            pool,
+        )

@@ -246,11 +246,22 @@ class SelectionArguments:
     )
     strategy: str = field(
         default="gumbel_top_k",
-        metadata={"help": "top_k, gumbel_top_k, threshold, random, perplexity or full."},
+        metadata={"help": "top_k, gumbel_top_k, threshold, random, perplexity, dsir or full."},
     )
     tasks: list[str] = field(
         default_factory=list,
         metadata={"help": "One task ranks by its score; several (or empty = all) by `aggregate`."},
+    )
+    reverse: bool = field(
+        default=False,
+        metadata={"help": "top_k / gumbel_top_k: keep the LOWEST values (the reverse-influence sanity arm)."},
+    )
+    target_sets: str | None = field(
+        default="outputs/tiny/corpus/validation_tokenized",
+        metadata={"help": "For strategy dsir: tokenized validation sets whose select halves are the target."},
+    )
+    dsir_hash_bits: int = field(
+        default=14, metadata={"help": "For dsir: n-grams hashed into 2**bits buckets."}
     )
     aggregate: str = field(default="mean_z", metadata={"help": "mean_z, min, max or weighted (z-scores)."})
     weights: dict = field(default_factory=dict, metadata={"help": "Task -> weight, for aggregate: weighted."})

@@ -8,7 +8,10 @@ to their influence scores) are then filtered on that set. Strategies:
   post-step losses" are our k highest scores); temperature -> 0 is top-k;
 - `threshold`: every block whose value is at least `threshold`;
 - baselines of the same size: `random`; `perplexity`, the candidate's own loss under a checkpoint
-  (band `low`, `middle` or `high`), as the usual perplexity filters; `full`, the whole pool.
+  (band `low`, `middle` or `high`), as the usual perplexity filters; `dsir`, importance resampling
+  towards the tasks' n-grams (Xie et al. 2023, model-free; codesift.dsir); `full`, the whole pool;
+  and `reverse: true` on top_k / gumbel_top_k keeps the lowest scores (a sanity arm that must lose
+  to random if the score carries signal).
 Everything is seeded; the strategy and its parameters are written to `selection.json`.
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .dsir import importance_log_weights, resample
 from .influence.scoring import load_candidates
 from .plots import plot_package_shares, plot_selection_histogram
 from .utils import atomic_directory, save_to_disk, set_seed, write_json
@@ -32,7 +36,7 @@ from .utils import atomic_directory, save_to_disk, set_seed, write_json
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "random", "perplexity", "full")
+STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "random", "perplexity", "dsir", "full")
 AGGREGATES = ("mean_z", "min", "max", "weighted")
 SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold")
 
@@ -232,8 +236,9 @@ def describe(args) -> dict:
     """The arguments that define a selection, for its metadata and cards."""
     keys = ["strategy", "fraction", "seed", "scores", "candidates", "candidates_split", "max_candidates"]
     keys += {
-        "top_k": ["tasks", "aggregate", "weights"],
-        "gumbel_top_k": ["tasks", "aggregate", "weights", "temperature"],
+        "top_k": ["tasks", "aggregate", "weights", "reverse"],
+        "gumbel_top_k": ["tasks", "aggregate", "weights", "temperature", "reverse"],
+        "dsir": ["tasks", "target_sets", "dsir_hash_bits"],
         "threshold": ["tasks", "aggregate", "weights", "threshold"],
         "perplexity": ["perplexity_checkpoint", "perplexity_band"],
     }.get(args.strategy, [])
@@ -248,6 +253,10 @@ def check_arguments(args) -> None:
         raise SelectionError("strategy 'threshold' needs `threshold`")
     if args.strategy in SCORE_STRATEGIES and not args.scores:
         raise SelectionError(f"strategy {args.strategy!r} needs `scores` (a stage-03 scores folder)")
+    if args.strategy == "dsir" and not args.target_sets:
+        raise SelectionError("strategy 'dsir' needs `target_sets` (stage 01's tokenized validation sets)")
+    if args.reverse and args.strategy not in ("top_k", "gumbel_top_k"):
+        raise SelectionError(f"reverse applies to top_k and gumbel_top_k, not {args.strategy!r}")
     if args.strategy == "perplexity" and not (args.perplexity_checkpoint or args.scores):
         raise SelectionError(
             "strategy 'perplexity' needs `perplexity_checkpoint` or scores with candidate_loss"
@@ -276,10 +285,11 @@ def select(args, candidates=None, losses=None) -> Selection:
     values = None
     if args.strategy in SCORE_STRATEGIES:
         values = aggregate_scores(table, args.tasks, args.aggregate, args.weights)
+    ranked = -values if args.reverse else values
     if args.strategy == "top_k":
-        kept = top_k(values, k)
+        kept = top_k(ranked, k)
     elif args.strategy == "gumbel_top_k":
-        kept = gumbel_top_k(values, k, args.temperature, args.seed)
+        kept = gumbel_top_k(ranked, k, args.temperature, args.seed)
     elif args.strategy == "threshold":
         kept = np.flatnonzero(values >= args.threshold)
         if len(kept) == 0:
@@ -293,6 +303,9 @@ def select(args, candidates=None, losses=None) -> Selection:
             losses = checkpoint_candidate_losses(args.perplexity_checkpoint, candidates)
         values = np.asarray(losses)
         kept = band_k(values, k, args.perplexity_band)
+    elif args.strategy == "dsir":
+        values = dsir_log_weights(args, candidates)
+        kept = resample(values, k, args.seed)
     else:
         kept = np.arange(n)
     prefix = (score_prefix(scores) if scores is not None else None) or "influence_"
@@ -306,6 +319,20 @@ def select(args, candidates=None, losses=None) -> Selection:
         "selection_seconds": time.perf_counter() - start,
     }
     return Selection(blocks, values, kept, metadata)
+
+
+def dsir_log_weights(args, candidates) -> np.ndarray:
+    """DSIR's log importance weight of every candidate towards the tasks' select halves."""
+    from .training import PretrainError, load_eval_datasets
+
+    try:
+        targets = load_eval_datasets(args.target_sets, args.tasks, "select")
+    except (PretrainError, FileNotFoundError) as error:
+        raise SelectionError(f"dsir: cannot read target_sets {args.target_sets}: {error}") from error
+    if not targets:
+        raise SelectionError(f"dsir: no task's select half in {args.target_sets}")
+    target_ids = [ids for dataset in targets.values() for ids in dataset["input_ids"]]
+    return importance_log_weights(candidates["input_ids"], target_ids, hash_bits=args.dsir_hash_bits)
 
 
 def filter_blocks(candidates, table: dict[str, np.ndarray], keep: set[int], prefix: str = "influence_"):

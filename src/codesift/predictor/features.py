@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from ..ngrams import hashed_ngrams
 from .labels import PredictorError
 
 # Imported inside the functions that use them (heavy or optional): scipy, torch, transformers.
@@ -26,29 +27,15 @@ HAND_FEATURES = (
     "upper_share",
     "symbol_share",
 )
-_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads id tuples over the buckets
 
 
 def ngram_matrix(input_ids: list[list[int]], orders=(1, 2), hash_bits: int = 18):
     """Rows of hashed n-gram counts, log1p-damped and L2-normalised (a scipy CSR matrix)."""
     from scipy import sparse
 
-    shift = np.uint64(64 - hash_bits)
-    rows, cols = [], []
-    for row, ids in enumerate(input_ids):
-        ids = np.asarray(ids, dtype=np.uint64)
-        for order in orders:
-            if len(ids) < order:
-                continue
-            code = np.full(len(ids) - order + 1, np.uint64(order))
-            for offset in range(order):
-                code = (
-                    code * np.uint64(1_000_003) + ids[offset : len(ids) - order + 1 + offset]
-                ) * _MULTIPLIER
-            cols.append(code >> shift)
-            rows.append(np.full(len(code), row))
-    cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
-    rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    buckets = [hashed_ngrams(ids, orders, hash_bits) for ids in input_ids]
+    cols = np.concatenate(buckets) if buckets else np.zeros(0, np.int64)
+    rows = np.repeat(np.arange(len(buckets)), [len(b) for b in buckets])
     matrix = sparse.csr_matrix(
         (np.ones(len(cols)), (rows, cols)), shape=(len(input_ids), 1 << hash_bits)
     )  # duplicates are summed: counts
