@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo table exact notebooks test slow_test style quality clean
+.PHONY: install demo table exact report notebooks test slow_test style quality clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ table: install
 # Exact influence scores on a subset, to check the fast scores against (stage 03).
 exact: install
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_exact.yaml
+
+# The findings report (scores at three checkpoints and every task, then the analysis); after `make demo`.
+report: install
+	test -d outputs/$(RECIPE)/pretrain/checkpoint-300 || $(MAKE) demo
+	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_stages.yaml
+	$(PY) scripts/analyze.py --config recipes/$(RECIPE)/analyze.yaml
+	@echo "findings report: outputs/$(RECIPE)/report/report.md"
 
 # Every notebook (and the workshop's answers) executed on the tiny recipe into outputs/notebooks/,
 # with outputs and an HTML page each; reuses the demo's outputs, so run it after `make demo`.

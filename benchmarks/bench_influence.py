@@ -103,11 +103,12 @@ def training_cost_per_block(checkpoint, candidates, batch_size: int = 16, steps:
 
 
 def variants(batch_size: int, top_layers: list[int]) -> list[tuple[str, int, int | None]]:
-    """(method, batch size, top layers): every method at batch 1 and batched, and partial backwards."""
+    """(method, batch size, top layers): every method at batch 1 and batched, partial backwards, and
+    the forward-only estimate."""
     found = [(m, 1, None) for m in FAST_METHODS] + [(m, batch_size, None) for m in FAST_METHODS]
     for top in top_layers:
         found += [(m, batch_size, top) for m in ("grad_dot", "adam_precond_clipped", "adam_update")]
-    return found
+    return found + [("adam_precond_forward", batch_size, None)]  # forward passes only
 
 
 def goals(results: list[dict]) -> dict:

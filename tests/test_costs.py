@@ -24,6 +24,9 @@ def test_flops_by_hand():
     # exact: a training step on the block and a forward over the validation tokens
     assert scoring_flops_per_block(shape, "exact", 6, 100) == 3 * forward * 6 + forward * 100
     assert scoring_flops_per_block(shape, "adam_update", 6, 100) == 3 * forward * 6
+    # forward-only: two forwards per task, cheaper than a backward only for one task
+    assert scoring_flops_per_block(shape, "adam_precond_forward", 6, 100, tasks=2) == 4 * forward * 6
+    assert scoring_flops_per_block(shape, "adam_precond_forward", 6, 100, tasks=1) < 3 * forward * 6
     # a partial backward through the one and only layer is the full backward
     assert scoring_flops_per_block(shape, "adam_update", 6, 100, top_layers=1) == 3 * forward * 6
 

@@ -179,6 +179,21 @@ def test_stage_writes_blocks_parquet_report_and_plots(micro_corpus, scores_dir, 
     assert (out / "plots" / "kept_by_package.png").stat().st_size > 0
 
 
+def test_kept_blocks_are_written_as_ordered_parquet_shards(pool, tmp_path):
+    from codesift.selection import write_parquet_shards
+
+    paths = write_parquet_shards(pool, tmp_path / "data", max_shard_bytes=pool.data.nbytes // 3 + 1)
+    assert [p.name for p in paths] == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
+    rows = [row for p in paths for row in Dataset.from_parquet(str(p))["block_id"]]
+    assert rows == list(pool["block_id"])  # every block once, in order
+    assert len(write_parquet_shards(pool, tmp_path / "one")) == 1
+    # a filtered selection is sized by its own rows, not by the whole table it points into
+    half = pool.filter(
+        lambda ids: [i % 2 == 0 for i in range(len(ids))], input_columns="block_id", batched=True
+    )
+    assert len(write_parquet_shards(half, tmp_path / "half", max_shard_bytes=pool.data.nbytes // 3 + 1)) == 2
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [

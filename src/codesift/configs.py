@@ -204,7 +204,9 @@ class InfluenceArguments:
     )
     methods: list[str] = field(
         default_factory=lambda: ["exact"],
-        metadata={"help": "exact, grad_dot, adam_precond, adam_precond_clipped, adam_update."},
+        metadata={
+            "help": "exact, grad_dot, adam_precond, adam_precond_clipped, adam_update, adam_precond_forward."
+        },
     )
     max_grad_norm: float | None = field(
         default=None, metadata={"help": "Gradient clipping of the probe step; null = the checkpoint run's."}
@@ -441,6 +443,30 @@ class ExperimentArguments:
 
 
 @dataclass
+class AnalysisArguments:
+    """The findings report: scores across checkpoints, tasks and methods; extremes; block features."""
+
+    stages_dir: str = field(
+        default="outputs/tiny/influence_stages",
+        metadata={"help": "Scores at several checkpoints (and all tasks) for the stage and task findings."},
+    )
+    influence_dir: str = field(
+        default="outputs/tiny/influence",
+        metadata={"help": "The recipe's own scores (with exact ones after `make exact`)."},
+    )
+    method: str = "adam_update"
+    candidates: str = "outputs/tiny/corpus/blocks"
+    candidates_split: str = "candidates"
+    documents: str | None = "outputs/tiny/corpus/documents"
+    tokenizer: str = "outputs/tiny/corpus/tokenizer"
+    top_share: float = 0.2
+    extreme_share: float = 0.05
+    bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples per interval."})
+    seed: int = 42
+    output_dir: str = "outputs/tiny/report"
+
+
+@dataclass
 class HubArguments:
     """Stage 07: export a selection and its model as Hub repo folders with cards; push on request."""
 
@@ -534,6 +560,7 @@ STAGES = (
     "evaluate",
     "experiment",
     "push_to_hub",
+    "analyze",
 )
 
 
@@ -551,6 +578,7 @@ def stage_arguments(stage: str) -> tuple:
         "evaluate": (EvaluationArguments,),
         "experiment": (ExperimentArguments,),
         "push_to_hub": (HubArguments,),
+        "analyze": (AnalysisArguments,),
     }
     if stage not in stages:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")

@@ -75,18 +75,26 @@ class ModelShape:
 
 # Passes per candidate block, in forwards of the block (a training step is 3 forwards).
 def scoring_flops_per_block(
-    shape: ModelShape, method: str, block_tokens: int, validation_tokens: int, top_layers: int | None = None
+    shape: ModelShape,
+    method: str,
+    block_tokens: int,
+    validation_tokens: int,
+    top_layers: int | None = None,
+    tasks: int = 1,
 ) -> float:
     """FLOPs to score one candidate block.
 
     exact: one training step on the block plus one forward over every validation token;
     fast methods (any batch size): one forward and one backward of the block (the per-example
     gradients formed in batched scoring are the same multiply-adds as the weight gradients);
-    top_layers=k: the forward, and a backward through the output layer and k layers only.
+    top_layers=k: the forward, and a backward through the output layer and k layers only;
+    adam_precond_forward: two forwards per task (central differences), no backward.
     The once-per-checkpoint task gradients are left out (one training step over the validation
     tokens, shared by every candidate).
     """
     forward = shape.forward_flops_per_token(block_tokens) * block_tokens
+    if method == "adam_precond_forward":
+        return 2 * tasks * forward
     if method == "exact":
         return 3 * forward + shape.forward_flops_per_token(block_tokens) * validation_tokens
     if top_layers is None:

@@ -301,3 +301,17 @@ def caption(text: str):
 
     display(Markdown(f"*Figure.* {text}"))
     return text
+
+
+def plot_effect_intervals(effects: dict, title: str, xlabel: str = "Spearman with the score", path=None):
+    """One row per item: its point estimate and interval ((point, low, high) per name)."""
+    names = list(effects)
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(names) + 1.4))
+    for row, name in enumerate(names):
+        point, low, high = effects[name]
+        ax.plot([low, high], [row, row], color="tab:blue")
+        ax.plot(point, row, "o", color="tab:blue")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(names)), names)
+    ax.set(title=title, xlabel=xlabel)
+    return _save(fig, path)

@@ -359,13 +359,33 @@ def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package"
     return sorted(rows, key=lambda r: -r["candidates"])
 
 
-def write_selection(selection: Selection, output_dir, candidates=None, documents=None) -> dict:
-    """The kept blocks (`save_to_disk` under blocks/, and parquet under data/ for publishing), the
-    metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
+MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's advice for parquet files
+
+
+def write_parquet_shards(blocks, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> list[Path]:
+    """`train-XXXXX-of-NNNNN.parquet` files of at most about `max_shard_bytes` each, contiguous
+    and in order, written one at a time (each a memory-mapped slice of the kept blocks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # a filtered Dataset maps indices into its whole table: its own share of the table's bytes
+    size = max(1, blocks.data.nbytes * len(blocks) // max(1, blocks.data.num_rows))
+    n_shards = max(1, math.ceil(size / max_shard_bytes)) if len(blocks) else 1
+    n_shards = min(n_shards, max(1, len(blocks)))
+    paths = []
+    for index in range(n_shards):
+        path = folder / f"train-{index:05d}-of-{n_shards:05d}.parquet"
+        blocks.shard(num_shards=n_shards, index=index, contiguous=True).to_parquet(str(path))
+        paths.append(path)
+    return paths
+
+
+def write_selection(
+    selection: Selection, output_dir, candidates=None, documents=None, max_shard_bytes: int = MAX_SHARD_BYTES
+) -> dict:
+    """The kept blocks (`save_to_disk` under blocks/, and parquet shards under data/ for publishing),
+    the metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
     with atomic_directory(output_dir) as tmp:
         save_to_disk(selection.blocks, tmp / "blocks")
-        (tmp / "data").mkdir()
-        selection.blocks.to_parquet(str(tmp / "data" / "train-00000-of-00001.parquet"))
+        write_parquet_shards(selection.blocks, tmp / "data", max_shard_bytes)
         report = dict(selection.metadata)
         if documents is not None and candidates is not None and "doc_ids" in candidates.column_names:
             report["sources"] = shares_kept(candidates, selection.kept, documents, "source")

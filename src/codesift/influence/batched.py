@@ -202,3 +202,67 @@ class BatchedFirstOrderScorer(FirstOrderScorer):
     def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         result = self.score_batch(input_ids.reshape(1, -1))
         return {"influence": result["influence"][0], "candidate_loss": result["candidate_loss"][0]}
+
+
+STEP_FRACTION = 1.0  # one Adam step: smaller steps drown the difference in float32 rounding (measured)
+
+
+class ForwardDifferenceScorer(FirstOrderScorer):
+    """`adam_precond`'s score without a backward pass: the candidate's loss is differentiated along
+    each task's preconditioned gradient u = lr * P * g_task by central differences,
+
+        score = <u, g_x> ~ (L_x(theta + h u) - L_x(theta - h u)) / 2h,
+
+    with h set so that h * u moves the weights as far as one Adam step (every weight by about lr);
+    at a hundredth of that, float32 rounding swamped the difference on the tiny recipe (Spearman
+    0.99 / -0.19 against adam_precond, against 1.00 / 0.997 at one step).
+    Two no-grad forwards of the batch per task and no activation memory: it pays where tasks are
+    few or memory is short; its fidelity against exact is measured in bench_influence.
+    `candidate_loss` is the mean of the two shifted losses (the loss to O(h^2))."""
+
+    def __init__(self, model, optimizer, validation, max_grad_norm, batch_size: int = 16):
+        super().__init__(model, optimizer, validation, max_grad_norm, "adam_precond")
+        self.method, self.batch_size = "adam_precond_forward", batch_size
+        self.directions = self.task_grads.mul_((self.lr * self.precond).to(self.task_grads.dtype))
+        self.task_grads = self.precond = None
+        step_norm = STEP_FRACTION * float(self.lr.max()) * self.directions.shape[1] ** 0.5
+        self.shifts = [step_norm / max(float(d.norm()), 1e-30) for d in self.directions]
+        self.weights = [p.detach().clone() for p in self.params]
+
+    def _move(self, task: int | None, h: float = 0.0) -> None:
+        """Weights = saved + h * u_task (from the saved copy, so nothing drifts); None restores."""
+        offset = 0
+        with torch.no_grad():
+            for p, saved in zip(self.params, self.weights, strict=True):
+                if task is None:
+                    p.copy_(saved)
+                else:
+                    p.copy_(saved + h * self.directions[task, offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+    def _losses(self, input_ids: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        return BatchedFirstOrderScorer.candidate_losses(logits, input_ids).double()
+
+    def score_batch(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.model.train()
+        columns, centre = [], torch.zeros(input_ids.shape[0], dtype=torch.float64, device=input_ids.device)
+        try:
+            with torch.no_grad():
+                for task, h in enumerate(self.shifts):
+                    self._move(task, h)
+                    plus = self._losses(input_ids)
+                    self._move(task, -h)
+                    minus = self._losses(input_ids)
+                    columns.append((plus - minus) / (2 * h))
+                    centre += (plus + minus) / 2
+        finally:
+            self._move(None)
+        return {
+            "influence": torch.stack(columns, 1).cpu(),
+            "candidate_loss": (centre / len(self.shifts)).cpu(),
+        }
+
+    def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        result = self.score_batch(input_ids.reshape(1, -1))
+        return {"influence": result["influence"][0], "candidate_loss": result["candidate_loss"][0]}

@@ -106,9 +106,10 @@ class FirstOrderScorer:
             )
             return
         # adam_update's candidate-free parts, once: the update is (a + b g) / (sqrt(c + d g^2) + eps)
-        # plus weight decay, so each candidate costs a few fused passes over the parameters
-        self.momentum_term = _flat(s["exp_avg"] for s in state).mul_(self.beta1 / self.bias1)
-        self.variance_term = _flat(s["exp_avg_sq"] for s in state).mul_(self.beta2 / self.bias2)
+        # plus weight decay, so each candidate costs a few fused passes over the parameters (in the
+        # same order of operations as before, so the scores are the same to the last bit)
+        self.momentum_term = _flat(s["exp_avg"] for s in state).mul_(self.beta1).div_(self.bias1)
+        self.variance_term = _flat(s["exp_avg_sq"] for s in state).mul_(self.beta2).div_(self.bias2)
         self.decay_term = _flat(p.detach() for p in self.params).mul_(self._group_values("weight_decay"))
 
     @contextmanager

@@ -22,7 +22,7 @@ from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_dis
 from ..provenance import changes, make_record, read_record, up_to_date, write_record
 from ..training import check_blocks, load_blocks, load_eval_datasets
 from ..utils import atomic_directory, save_to_disk, set_seed, write_json
-from .batched import BatchedFirstOrderScorer
+from .batched import BatchedFirstOrderScorer, ForwardDifferenceScorer
 from .exact import ExactScorer
 from .fast import FAST_METHODS, FirstOrderScorer
 from .stats import common_blocks, load_scores, score_tasks, spearman, task_correlations
@@ -32,7 +32,8 @@ from .validation import InfluenceError, ValidationBatches
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("exact", *FAST_METHODS)
+FORWARD_METHODS = ("adam_precond_forward",)  # no backward pass: central differences (batched.py)
+METHODS = ("exact", *FAST_METHODS, *FORWARD_METHODS)
 
 
 def make_scorer(
@@ -55,6 +56,10 @@ def make_scorer(
                 "the exact method takes one real step per candidate: batch_size 1, top_layers null"
             )
         return ExactScorer(model, optimizer, validation, max_grad_norm)
+    if method in FORWARD_METHODS:
+        if top_layers is not None:
+            raise InfluenceError(f"{method} moves every weight; top_layers does not apply")
+        return ForwardDifferenceScorer(model, optimizer, validation, max_grad_norm, batch_size)
     if method in FAST_METHODS:
         if batch_size > 1:
             return BatchedFirstOrderScorer(

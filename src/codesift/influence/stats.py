@@ -28,10 +28,15 @@ def score_tasks(scores) -> list[str]:
 
 
 def ranks(values) -> np.ndarray:
+    """0-based ranks; tied values share their average rank (so Spearman does not depend on the
+    order of tied blocks, e.g. a feature that is 1 for most of them)."""
     values = np.asarray(values, dtype=np.float64)
     order = values.argsort(kind="stable")
+    ordered = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1] if len(values) else np.zeros(0, int)
+    ends = np.r_[starts[1:], len(values)]
     out = np.empty(len(values))
-    out[order] = np.arange(len(values))
+    out[order] = np.repeat((starts + ends - 1) / 2, ends - starts)
     return out
 
 

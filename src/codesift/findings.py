@@ -1,0 +1,155 @@
+"""The paper's findings as numbers with intervals: agreement of scores across training stages,
+methods and tasks, the stability of extreme scores, and what beneficial blocks look like.
+
+Every function takes plain arrays (or {block_id: score} maps) and returns numbers, so the same
+functions serve the report script, the notebook and the tests; the figures draw what they return.
+Intervals are percentile bootstraps over blocks, seeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .influence.stats import ranks, spearman
+
+
+def top_set(values, share: float) -> set[int]:
+    """Positions of the `share` highest values (at least one)."""
+    k = max(1, int(round(share * len(values))))
+    return set(np.argsort(-np.asarray(values), kind="stable")[:k].tolist())
+
+
+def bottom_set(values, share: float) -> set[int]:
+    return top_set(-np.asarray(values, dtype=np.float64), share)
+
+
+def overlap(a: set, b: set) -> float:
+    """|a & b| / |a|: the share of a's members that b also holds."""
+    return len(a & b) / len(a) if a else float("nan")
+
+
+def aligned(first: dict, second: dict) -> tuple[np.ndarray, np.ndarray, list]:
+    """The two score maps on the blocks both hold, in block order."""
+    blocks = sorted(set(first) & set(second))
+    return (
+        np.array([first[b] for b in blocks], dtype=np.float64),
+        np.array([second[b] for b in blocks], dtype=np.float64),
+        blocks,
+    )
+
+
+def bootstrap(statistic: Callable, *arrays, n: int = 1000, seed: int = 0, level: float = 0.95):
+    """(point, low, high): the statistic on the arrays, and a percentile interval from resampling
+    their rows together."""
+    arrays = [np.asarray(a) for a in arrays]
+    point = statistic(*arrays)
+    rng = np.random.default_rng(seed)
+    size = len(arrays[0])
+    draws = []
+    for _ in range(n):
+        rows = rng.integers(0, size, size)
+        value = statistic(*[a[rows] for a in arrays])
+        if np.isfinite(value):
+            draws.append(value)
+    if not draws:
+        return float(point), float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(point), float(low), float(high)
+
+
+def agreement(score_sets: dict[str, dict], share: float = 0.2) -> dict:
+    """Every pair of score sets (checkpoints, methods or tasks) on their common blocks: Spearman and
+    the overlap of their top `share`. Returns {"labels", "spearman", "top_overlap"} (matrices)."""
+    labels = list(score_sets)
+    size = len(labels)
+    rho, top = np.eye(size), np.eye(size)
+    for i in range(size):
+        for j in range(i + 1, size):
+            a, b, _ = aligned(score_sets[labels[i]], score_sets[labels[j]])
+            rho[i, j] = rho[j, i] = spearman(a, b)
+            top[i, j] = top[j, i] = overlap(top_set(a, share), top_set(b, share))
+    return {"labels": labels, "spearman": rho, "top_overlap": top}
+
+
+def rank_changes(first: dict, second: dict, count: int = 10) -> list[dict]:
+    """The blocks whose rank moves most between two score sets (rank as a share of the pool: 0 is
+    the lowest score, 1 the highest)."""
+    a, b, blocks = aligned(first, second)
+    scale = max(1, len(blocks) - 1)
+    moved = (ranks(b) - ranks(a)) / scale
+    order = np.argsort(-np.abs(moved), kind="stable")[:count]
+    return [
+        {
+            "block_id": blocks[i],
+            "rank_first": ranks(a)[i] / scale,
+            "rank_second": ranks(b)[i] / scale,
+            "moved": moved[i],
+        }
+        for i in order
+    ]
+
+
+def extreme_overlaps(a, b, share: float = 0.05) -> dict:
+    """Do the extremes of one ranking stay extreme in another (arrays over the same blocks)? The
+    share of a's top (and bottom) `share` that is also in b's, next to the same for the middle
+    band of that size and to chance (`share`)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    k = max(1, int(round(share * len(a))))
+    start = (len(a) - k) // 2
+    middle_a = set(np.argsort(a, kind="stable")[start : start + k].tolist())
+    middle_b = set(np.argsort(b, kind="stable")[start : start + k].tolist())
+    return {
+        "top": overlap(top_set(a, share), top_set(b, share)),
+        "bottom": overlap(bottom_set(a, share), bottom_set(b, share)),
+        "middle": overlap(middle_a, middle_b),
+        "chance": k / len(a),
+    }
+
+
+def extreme_stability(first: dict, second: dict, share: float = 0.05) -> dict:
+    """extreme_overlaps of two {block_id: score} maps on the blocks both hold."""
+    a, b, _ = aligned(first, second)
+    return extreme_overlaps(a, b, share)
+
+
+def group_means(values, groups, n: int = 1000, seed: int = 0) -> dict:
+    """{group: (mean, low, high)} of the values of each group (e.g. z-scores by block language)."""
+    values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups)
+    return {
+        str(group): bootstrap(np.mean, values[groups == group], n=n, seed=seed)
+        for group in sorted(set(groups.tolist()))
+    }
+
+
+def top_shares(values, groups, share: float = 0.2) -> dict:
+    """{group: (share of the top `share` that the group holds, share of the pool it holds)}."""
+    groups = np.asarray(groups)
+    top = np.array(sorted(top_set(values, share)))
+    return {
+        str(group): (float(np.mean(groups[top] == group)), float(np.mean(groups == group)))
+        for group in sorted(set(groups.tolist()))
+    }
+
+
+def feature_effects(features: dict[str, np.ndarray], score, n: int = 1000, seed: int = 0) -> dict:
+    """{feature: (Spearman with the score, low, high)}: effect sizes with intervals."""
+    return {name: bootstrap(spearman, values, score, n=n, seed=seed) for name, values in features.items()}
+
+
+def agrees(claim: str, low: float, high: float) -> str:
+    """'yes' / 'no' / 'unclear' for a claim about a number's sign, given its interval."""
+    if claim == "positive":
+        return "yes" if low > 0 else ("no" if high < 0 else "unclear")
+    if claim == "negative":
+        return "yes" if high < 0 else ("no" if low > 0 else "unclear")
+    raise ValueError(f"unknown claim {claim!r}; positive or negative")
+
+
+def findings_table(rows: list[dict]) -> str:
+    """Markdown: finding | paper | tiny run | agrees?"""
+    lines = ["| finding | paper | tiny run | agrees? |", "|---|---|---|---|"]
+    lines += [f"| {r['finding']} | {r['paper']} | {r['measured']} | {r['agrees']} |" for r in rows]
+    return "\n".join(lines)

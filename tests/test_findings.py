@@ -1,0 +1,160 @@
+"""The findings' numbers on hand-made scores: agreement, rank changes, extremes, intervals, groups."""
+
+import numpy as np
+import pytest
+
+from codesift.findings import (
+    agreement,
+    agrees,
+    bootstrap,
+    extreme_stability,
+    feature_effects,
+    findings_table,
+    group_means,
+    rank_changes,
+    top_shares,
+)
+
+
+def as_map(values, start=100):
+    return {start + i: float(v) for i, v in enumerate(values)}
+
+
+def test_agreement_between_score_sets_on_their_common_blocks():
+    base = np.arange(10.0)
+    sets = {
+        "step 100": as_map(base),
+        "step 200": as_map(base),
+        "step 300": as_map(-base),
+        "partial": {100 + i: float(v) for i, v in enumerate(base) if i >= 5},  # only blocks 105-109
+    }
+    found = agreement(sets, share=0.2)
+    assert found["labels"] == list(sets)
+    rho, top = found["spearman"], found["top_overlap"]
+    assert rho[0, 1] == pytest.approx(1) and top[0, 1] == 1
+    assert rho[0, 2] == pytest.approx(-1) and top[0, 2] == 0  # the top two become the bottom two
+    # on the five blocks both hold, the same order: rank agreement 1, and the top one is shared
+    assert rho[0, 3] == pytest.approx(1) and top[0, 3] == 1
+    assert np.allclose(rho, rho.T) and np.allclose(np.diag(rho), 1)
+
+
+def test_spearman_averages_tied_ranks():
+    from codesift.findings import spearman
+    from codesift.influence.stats import ranks
+
+    assert ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [2.5, 0.0, 2.5, 1.0]
+    flags = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # a feature most blocks share
+    score = np.arange(10.0)
+    # the same data in another order gives the same coefficient (ties carry no order)
+    assert spearman(flags, score) == pytest.approx(spearman(flags[::-1], score[::-1]))
+    from scipy.stats import spearmanr  # an independent implementation
+
+    assert spearman(flags, score) == pytest.approx(spearmanr(flags, score).statistic)
+
+
+def test_rank_changes_name_the_blocks_that_move_most():
+    first = as_map([0, 1, 2, 3, 4])
+    second = as_map([4, 1, 2, 3, 0])  # blocks 100 and 104 swap ends
+    moved = rank_changes(first, second, count=2)
+    assert {m["block_id"] for m in moved} == {100, 104}
+    assert {round(m["moved"], 6) for m in moved} == {1.0, -1.0}
+    assert next(m for m in moved if m["block_id"] == 100)["rank_second"] == 1.0
+
+
+def test_extremes_kept_reversed_and_against_chance():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=200)
+    same = extreme_stability(as_map(values), as_map(values), share=0.05)
+    assert same == {"top": 1.0, "bottom": 1.0, "middle": 1.0, "chance": 0.05}
+    flipped = extreme_stability(as_map(values), as_map(-values), share=0.05)
+    assert flipped["top"] == 0 and flipped["bottom"] == 0
+    # extremes that survive noise better than the middle: the signal is strongest at the ends
+    noisy = extreme_stability(as_map(values), as_map(values + rng.normal(scale=0.3, size=200)), share=0.05)
+    assert noisy["top"] > noisy["middle"] and noisy["bottom"] > noisy["middle"]
+
+
+def test_bootstrap_intervals_hold_the_point_and_narrow_with_data():
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(1.0, 1.0, 50), rng.normal(1.0, 1.0, 5000)
+    point, low, high = bootstrap(np.mean, small, n=500, seed=3)
+    assert low < point < high and point == pytest.approx(small.mean())
+    assert bootstrap(np.mean, small, n=500, seed=3) == (point, low, high)  # seeded
+    _, low_large, high_large = bootstrap(np.mean, large, n=500, seed=3)
+    assert high_large - low_large < (high - low) / 5  # ~ 1/sqrt(100) as wide
+    assert low_large < 1.0 < high_large
+
+
+def test_groups_features_verdicts_and_the_table():
+    values = np.array([1.0, 2.0, 3.0, 10.0, 11.0, 12.0])
+    groups = np.array(["python", "python", "python", "cpp", "cpp", "cpp"])
+    means = group_means(values, groups, n=200)
+    assert means["python"][0] == pytest.approx(2.0) and means["cpp"][0] == pytest.approx(11.0)
+    assert means["cpp"][1] >= 10.0 and means["cpp"][2] <= 12.0
+    shares = top_shares(values, groups, share=0.5)
+    assert shares == {"cpp": (1.0, 0.5), "python": (0.0, 0.5)}
+    effects = feature_effects({"same": values, "reverse": -values}, values, n=200)
+    assert effects["same"] == pytest.approx((1.0, 1.0, 1.0)) and effects["reverse"][0] == pytest.approx(-1.0)
+    assert agrees("positive", 0.1, 0.3) == "yes" and agrees("positive", -0.1, 0.3) == "unclear"
+    assert agrees("negative", 0.1, 0.3) == "no"
+    table = findings_table(
+        [{"finding": "extremes are stable", "paper": "yes", "measured": "0.61 [0.5, 0.7]", "agrees": "yes"}]
+    )
+    assert table.splitlines()[2] == "| extremes are stable | yes | 0.61 [0.5, 0.7] | yes |"
+
+
+def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path):
+    """The analysis stage on fabricated scores at two checkpoints (the second a noisy copy of the
+    first): the table's numbers are the findings functions' on the same data, figures are written."""
+    import json
+
+    from datasets import Dataset, load_from_disk
+
+    from codesift.analysis import run_analysis_stage
+    from codesift.configs import AnalysisArguments
+    from codesift.findings import aligned, spearman
+
+    pool = load_from_disk(str(micro_corpus / "blocks"))["candidates"]
+    ids = [int(b) for b in pool["block_id"]]
+    rng = np.random.default_rng(0)
+    first = {t: rng.normal(size=len(ids)) for t in ("humaneval", "mbpp")}
+    second = {t: v + rng.normal(scale=0.5, size=len(ids)) for t, v in first.items()}
+    for step, values in ((4, first), (8, second)):
+        Dataset.from_dict(
+            {
+                "block_id": ids,
+                "step": [step] * len(ids),
+                "method": ["adam_update"] * len(ids),
+                **{f"influence_{t}": v.tolist() for t, v in values.items()},
+                "candidate_loss": rng.uniform(2, 6, len(ids)).tolist(),
+            }
+        ).save_to_disk(str(tmp_path / "scores" / f"step-{step}" / "adam_update"))
+    args = AnalysisArguments(
+        stages_dir=str(tmp_path / "scores"),
+        influence_dir=str(tmp_path / "scores"),
+        candidates=str(micro_corpus / "blocks"),
+        documents=str(micro_corpus / "documents"),
+        tokenizer=str(micro_corpus / "tokenizer"),
+        bootstrap=200,
+        output_dir=str(tmp_path / "report"),
+    )
+    path = run_analysis_stage(args)
+    text = path.read_text()
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    a, b, _ = aligned(
+        dict(zip(ids, first["humaneval"], strict=True)), dict(zip(ids, second["humaneval"], strict=True))
+    )
+    rho = numbers["numbers"]["stages_humaneval"]["spearman_first_last"]
+    assert rho[0] == pytest.approx(spearman(a, b)) and rho[1] < rho[0] < rho[2]
+    assert f"Spearman {rho[0]:.2f} [{rho[1]:.2f}, {rho[2]:.2f}]" in text
+    assert "| finding | paper | tiny run | agrees? |" in text
+    assert "not measurable: the corpus holds python documents only" in text
+    figures = sorted(p.name for p in (tmp_path / "report" / "figures").glob("*.png"))
+    assert figures == [
+        "extremes.png",
+        "features_humaneval.png",
+        "features_mbpp.png",
+        "stages_humaneval.png",
+        "stages_mbpp.png",
+        "tasks.png",
+    ]
+    assert all(f"figures/{name}" in text for name in figures)  # every figure is in the report
