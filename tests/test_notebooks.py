@@ -65,6 +65,15 @@ PARAMETERS = {
     "05_predict_influence": {**PREDICTED, "curve_sizes": [10, 30]},
     "06_continue_and_evaluate": {**PREDICTED, "experiment_overrides": TWO_ARMS},
     "07_push_to_hub": {**PREDICTED, "experiment_overrides": TWO_ARMS},
+    "08_findings": {
+        **SCORED,
+        "stages_overrides": {
+            "checkpoint": ["pretrain/checkpoint-10", "pretrain/checkpoint-20"],
+            "max_candidates": 40,
+            "shard_size": 20,
+        },
+        "analyze_overrides": {"bootstrap": 100},
+    },
     # the workshop's worked answers, run after the notebooks on the same outputs
     "01_custom_task": {"corpus_overrides": SHORT_RUN["corpus_overrides"]},
     "03_sgd_vs_adamw": {

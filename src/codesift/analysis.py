@@ -166,11 +166,12 @@ def extremes(report: Report, found: dict, method: str, args, root: Path) -> None
         task = score_tasks(first)[0]
         a, b, _ = aligned(score_map(first, task), score_map(second, task))
 
-        def margin(x, y):
-            found = extreme_overlaps(x, y, args.extreme_share)
+        share = args.extreme_share if len(a) * args.extreme_share >= 5 else 5 / len(a)  # >= 5 blocks
+
+        def margin(x, y, share=share):
+            found = extreme_overlaps(x, y, share)
             return (found["top"] + found["bottom"]) / 2 - found["middle"]
 
-        share = args.extreme_share if len(a) * args.extreme_share >= 5 else 5 / len(a)
         overlaps = extreme_overlaps(a, b, share)
         effect = bootstrap(margin, a, b, n=args.bootstrap, seed=args.seed)
         effects[f"{task}, {label}"] = effect
