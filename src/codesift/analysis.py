@@ -45,6 +45,11 @@ def interval(point, low, high) -> str:
     return f"{point:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def varies(rho) -> str:
+    """'yes' when a Spearman interval lies below VARIES_BELOW, 'no' above it, else 'unclear'."""
+    return "yes" if rho[2] < VARIES_BELOW else ("no" if rho[1] >= VARIES_BELOW else "unclear")
+
+
 def score_map(scores, task: str) -> dict:
     return dict(zip(scores["block_id"], scores[f"influence_{task}"], strict=True))
 
@@ -91,7 +96,7 @@ def training_stages(report: Report, found: dict, method: str, args, root: Path) 
                 "finding": f"beneficial data change across training stages ({task}, step {steps[0]} vs {steps[-1]})",
                 "paper": "they vary across training stages",
                 "measured": f"Spearman {interval(*rho)}, top-{args.top_share:.0%} overlap {top:.2f}",
-                "agrees": "yes" if rho[2] < VARIES_BELOW else ("no" if rho[1] >= VARIES_BELOW else "unclear"),
+                "agrees": varies(rho),
             }
         )
 
@@ -123,7 +128,7 @@ def tasks_and_languages(report: Report, scores, documents, candidates, args, roo
                 "finding": f"beneficial data differ by task ({tasks[0]} vs {tasks[1]})",
                 "paper": "they vary across tasks",
                 "measured": f"Spearman {interval(*rho)}",
-                "agrees": "yes" if rho[2] < VARIES_BELOW else ("no" if rho[1] >= VARIES_BELOW else "unclear"),
+                "agrees": varies(rho),
             }
         )
     languages = sorted(set(documents["language"])) if documents is not None else []
@@ -198,10 +203,10 @@ def extremes(report: Report, found: dict, method: str, args, root: Path) -> None
     )
 
 
-def block_features(report: Report, scores, candidates, documents, tokenizer, args, root: Path) -> None:
-    from .influence.stats import block_features as features_of
+def beneficial_blocks(report: Report, scores, candidates, documents, tokenizer, args, root: Path) -> None:
+    from .influence.stats import block_features
 
-    frame = features_of(candidates, documents, tokenizer)
+    frame = block_features(candidates, documents, tokenizer)
     if "candidate_loss" in scores.column_names:
         frame["own_loss"] = frame.index.map(
             dict(zip(scores["block_id"], scores["candidate_loss"], strict=True))
@@ -278,7 +283,7 @@ def run_analysis_stage(args) -> Path:
             args,
             root,
         )
-        block_features(report, scored[last], candidates, documents, tokenizer, args, root)
+        beneficial_blocks(report, scored[last], candidates, documents, tokenizer, args, root)
         text = "\n".join(
             [
                 "# Findings on the tiny recipe\n",

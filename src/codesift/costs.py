@@ -197,18 +197,9 @@ PAPER_SCALE = {
 def paper_scale_bill(label_fraction: float | None = None, mfu: float = 0.4) -> dict[str, float]:
     """H100-hours of the paper's 1B x 100B setting, with the predictor as the kit's n-gram + hidden
     state ridge (one forward of the 1B checkpoint per predicted token)."""
-    from .modeling import MODEL_PRESETS
+    from .modeling import VocabSpec, build_model_config
 
-    preset = MODEL_PRESETS["codellm-1b"]
-    shape = ModelShape(
-        layers=preset["num_hidden_layers"],
-        hidden=preset["hidden_size"],
-        heads=preset["num_attention_heads"],
-        kv_heads=preset["num_key_value_heads"],
-        ffn=preset["intermediate_size"],
-        vocab=PAPER_SCALE["vocab"],
-        context=preset["max_position_embeddings"],
-    )
+    shape = ModelShape.from_config(build_model_config("codellm-1b", VocabSpec(PAPER_SCALE["vocab"])))
     return selection_bill(
         shape,
         PAPER_SCALE["pretrain_tokens"],

@@ -17,10 +17,9 @@ from .ngrams import hashed_ngrams
 
 def bucket_counts(sequences, orders=(1, 2), hash_bits: int = 14) -> np.ndarray:
     """Summed n-gram bucket counts over all sequences (a vector of 2**hash_bits)."""
-    counts = np.zeros(1 << hash_bits, dtype=np.float64)
-    for ids in sequences:
-        np.add.at(counts, hashed_ngrams(ids, orders, hash_bits), 1.0)
-    return counts
+    buckets = [hashed_ngrams(ids, orders, hash_bits) for ids in sequences]
+    found = np.concatenate(buckets) if buckets else np.zeros(0, np.int64)
+    return np.bincount(found, minlength=1 << hash_bits).astype(np.float64)
 
 
 def log_model(counts: np.ndarray) -> np.ndarray:

@@ -62,7 +62,15 @@ def embedding_reduction(ids: torch.Tensor, grad_out: torch.Tensor, directions: t
     return dots, norm_sq
 
 
-class BatchedFirstOrderScorer(FirstOrderScorer):
+class ScoresInBatches:
+    """One candidate's score through `score_batch` (for the scorers that only score batches)."""
+
+    def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        result = self.score_batch(input_ids.reshape(1, -1))
+        return {"influence": result["influence"][0], "candidate_loss": result["candidate_loss"][0]}
+
+
+class BatchedFirstOrderScorer(ScoresInBatches, FirstOrderScorer):
     """The fast scores of FirstOrderScorer, `batch_size` candidates per forward and backward."""
 
     def __init__(self, *args, batch_size: int = 8, **kwargs):
@@ -79,11 +87,7 @@ class BatchedFirstOrderScorer(FirstOrderScorer):
             start += p.numel()
         self.offsets = offsets
         if self.linear:
-            # the direction each task's score is the dot product with: -<g_task, delta> = <u, g>
-            scale = self.lr if self.method == "grad_dot" else self.lr * self.precond
-            # in place: at 1B each task's gradient is 4.4 GB, and only the directions are needed
-            self.directions = self.task_grads.mul_(scale.to(self.task_grads.dtype))
-            self.task_grads = self.precond = None
+            self.directions = self.linear_directions()
 
     def _modules_of_scored_params(self) -> list[tuple[torch.nn.Module, dict[str, torch.Tensor]]]:
         scored = {id(p) for p in self.params}
@@ -140,18 +144,14 @@ class BatchedFirstOrderScorer(FirstOrderScorer):
             handles.append(module.register_forward_hook(forward_hook))
         self.model.train()
         self.model.zero_grad(set_to_none=True)
-        frozen = [p for p in self.model.parameters() if p.requires_grad]
         try:
             # no parameter needs a gradient: the backward computes only the activations' gradients,
             # from which the hooks form the per-example ones (the summed weight gradients are skipped)
-            for p in frozen:
-                p.requires_grad_(False)
-            logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
-            losses = self.candidate_losses(logits, input_ids)
-            losses.sum().backward()  # each candidate's mean token loss, summed: its gradient is its own
+            with self.frozen():
+                logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+                losses = self.candidate_losses(logits, input_ids)
+                losses.sum().backward()  # each candidate's mean token loss, summed: its gradient is its own
         finally:
-            for p in frozen:
-                p.requires_grad_(True)
             for handle in handles:
                 handle.remove()
         clip = torch.ones(batch, dtype=torch.float64, device=input_ids.device)
@@ -199,15 +199,11 @@ class BatchedFirstOrderScorer(FirstOrderScorer):
 
         return lowest.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
-    def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        result = self.score_batch(input_ids.reshape(1, -1))
-        return {"influence": result["influence"][0], "candidate_loss": result["candidate_loss"][0]}
-
 
 STEP_FRACTION = 1.0  # one Adam step: smaller steps drown the difference in float32 rounding (measured)
 
 
-class ForwardDifferenceScorer(FirstOrderScorer):
+class ForwardDifferenceScorer(ScoresInBatches, FirstOrderScorer):
     """`adam_precond`'s score without a backward pass: the candidate's loss is differentiated along
     each task's preconditioned gradient u = lr * P * g_task by central differences,
 
@@ -223,8 +219,7 @@ class ForwardDifferenceScorer(FirstOrderScorer):
     def __init__(self, model, optimizer, validation, max_grad_norm, batch_size: int = 16):
         super().__init__(model, optimizer, validation, max_grad_norm, "adam_precond")
         self.method, self.batch_size = "adam_precond_forward", batch_size
-        self.directions = self.task_grads.mul_((self.lr * self.precond).to(self.task_grads.dtype))
-        self.task_grads = self.precond = None
+        self.directions = self.linear_directions()
         step_norm = STEP_FRACTION * float(self.lr.max()) * self.directions.shape[1] ** 0.5
         self.shifts = [step_norm / max(float(d.norm()), 1e-30) for d in self.directions]
         self.weights = [p.detach().clone() for p in self.params]
@@ -262,7 +257,3 @@ class ForwardDifferenceScorer(FirstOrderScorer):
             "influence": torch.stack(columns, 1).cpu(),
             "candidate_loss": (centre / len(self.shifts)).cpu(),
         }
-
-    def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        result = self.score_batch(input_ids.reshape(1, -1))
-        return {"influence": result["influence"][0], "candidate_loss": result["candidate_loss"][0]}

@@ -113,10 +113,11 @@ class FirstOrderScorer:
         self.decay_term = _flat(p.detach() for p in self.params).mul_(self._group_values("weight_decay"))
 
     @contextmanager
-    def only_scored_params(self):
-        """Parameters outside the scored set need no gradient: the backward stops below them."""
-        scored = {id(p) for p in self.params}
-        frozen = [p for p in self.model.parameters() if p.requires_grad and id(p) not in scored]
+    def frozen(self, keep=()):
+        """Every parameter outside `keep` takes no gradient for the duration (given back after):
+        the backward stops below the lowest one that does."""
+        kept = {id(p) for p in keep}
+        frozen = [p for p in self.model.parameters() if p.requires_grad and id(p) not in kept]
         for p in frozen:
             p.requires_grad_(False)
         try:
@@ -125,11 +126,19 @@ class FirstOrderScorer:
             for p in frozen:
                 p.requires_grad_(True)
 
+    def linear_directions(self) -> torch.Tensor:
+        """u_task = lr * P * g_task (P = 1 for grad_dot): the linear methods' score is <u_task, g>.
+        Made in place from the task gradients, which are dropped (at 1B each is 4.4 GB)."""
+        scale = self.lr if self.method == "grad_dot" else self.lr * self.precond
+        directions = self.task_grads.mul_(scale.to(self.task_grads.dtype))
+        self.task_grads = self.precond = None
+        return directions
+
     def candidate_gradient(self, input_ids: torch.Tensor) -> torch.Tensor:
         self.model.train()
         self.model.zero_grad(set_to_none=True)
         batch = input_ids.reshape(1, -1)
-        with self.only_scored_params():
+        with self.frozen(keep=self.params):
             loss = self.model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
             loss.backward()
         self.candidate_loss = float(loss.detach())  # free here; the perplexity baseline ranks by it
