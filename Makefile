@@ -31,10 +31,12 @@ demo: install
 	$(PY) scripts/push_to_hub.py --config recipes/$(RECIPE)/push_to_hub.yaml   # export only; --push true uploads
 	@echo "demo finished; everything is under outputs/$(RECIPE)/. The results table: outputs/$(RECIPE)/experiment/results.md (plot: results.png); Hub-ready exports: outputs/$(RECIPE)/hub/"
 
-# The results table over three seeds (reuses the demo's warm-up, scores and finished cells).
+# The results table over three seeds (reuses the demo's warm-up, scores and finished cells): the
+# recipe's experiment_table.yaml (every arm), else its experiment.yaml at three seeds.
+TABLE_RECIPE = $(if $(wildcard recipes/$(RECIPE)/experiment_table.yaml),recipes/$(RECIPE)/experiment_table.yaml,recipes/$(RECIPE)/experiment.yaml --seeds 42 43 44)
 table: install
 	test -f outputs/$(RECIPE)/experiment/results.md || $(MAKE) demo
-	$(PY) scripts/run_experiment.py --config recipes/$(RECIPE)/experiment.yaml --seeds 42 43 44
+	$(PY) scripts/run_experiment.py --config $(TABLE_RECIPE)
 	if [ "$(RECIPE)" = tiny ]; then $(PY) scripts/update_docs.py --results outputs/$(RECIPE)/experiment; fi   # README's headline, docs/06
 	@echo "three-seed table: outputs/$(RECIPE)/experiment/results.md (plot: results.png)"
 
@@ -47,7 +49,7 @@ report: install
 	test -d outputs/$(RECIPE)/pretrain/checkpoint-300 || $(MAKE) demo
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_stages.yaml
 	$(PY) scripts/analyze.py --config recipes/$(RECIPE)/analyze.yaml
-	@echo "findings report: outputs/$(RECIPE)/report/report.md"
+	@echo "findings report: outputs/$(RECIPE)/report.md (figures: outputs/$(RECIPE)/report/)"
 
 # Every notebook (and the workshop's answers) executed on the tiny recipe into outputs/notebooks/,
 # with outputs and an HTML page each; reuses the demo's outputs, so run it after `make demo`.

@@ -3,8 +3,8 @@
     python scripts/compute_influence.py --config recipes/tiny/influence_stages.yaml   # scores at steps 100-300, all tasks
     python scripts/analyze.py --config recipes/tiny/analyze.yaml                      # (both: make report)
 
-Writes <output_dir>/report.md (the findings table: finding | paper | tiny run | agrees?, then each
-section with its figures), report.json and figures/.
+Writes <output_dir>.md (outputs/tiny/report.md: the findings table: finding | paper | tiny run | agrees?, then each
+section with its figures), and report.json and figures/ under <output_dir>.
 """
 
 import logging

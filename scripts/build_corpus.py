@@ -3,19 +3,27 @@
     python scripts/build_corpus.py --config recipes/tiny/corpus.yaml
     python scripts/build_corpus.py --config recipes/tiny/corpus.yaml --sources stdlib dir:my_code \
         --num_candidates 500 --output_dir outputs/my_corpus
+    python scripts/build_corpus.py --config recipes/tiny/corpus.yaml --tasks 4 --workers 2   # in 4 shards
+
+The documents go through a datatrove pipeline (codesift.corpus_pipeline); on Slurm the command submits
+it and stops, and the same command run again once the jobs are done packs the blocks.
 """
 
 import logging
 
 from codesift.cli import report_errors, setup_logging
 from codesift.configs import CorpusArguments, parse_args
-from codesift.corpus import run_corpus_stage
+from codesift.corpus import CorpusPending, run_corpus_stage
 
 logger = logging.getLogger(__name__)
 
 
 def main(args: CorpusArguments) -> None:
-    manifest = run_corpus_stage(args)
+    try:
+        manifest = run_corpus_stage(args)
+    except CorpusPending as pending:  # Slurm: the data stages were submitted; not an error
+        logger.info("%s", pending)
+        return
     docs, tokens = manifest["documents"], manifest["tokens"]
     dropped = {reason: info["documents"] for reason, info in docs["dropped"].items()}
     logger.info(

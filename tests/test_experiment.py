@@ -172,3 +172,108 @@ def test_a_rerun_redoes_exactly_the_cells_whose_arguments_changed(micro_corpus, 
     ]  # not the checkpoint row
     state = json.loads((out / "seed-1" / "random" / "model" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 + 3
+
+
+def test_equal_compute_and_own_step_arms_and_unavailable_rows(micro_corpus, warm_up, tmp_path):
+    """equal_compute trains the experiment's steps plus the pool's scoring seconds divided by the
+    warm-up's measured seconds per step; an arm may set its own steps; an unavailable arm is a
+    row that says why."""
+    from codesift.experiment import scoring_seconds
+    from codesift.utils import read_json
+
+    checkpoint, scores = warm_up
+    args = experiment_args(
+        micro_corpus,
+        warm_up,
+        tmp_path / "exp",
+        strategies=[
+            {"name": "random", "strategy": "random"},
+            {"name": "longer", "strategy": "random", "continue_steps": 3},
+            {"name": "equal_compute", "strategy": "random", "fraction": 1.0, "equal_compute": True},
+        ],
+        seeds=[1],
+        evaluation={**experiment_args(micro_corpus, warm_up, tmp_path).evaluation, "execution_tasks": []},
+        unavailable_arms={"llm_rater": "no rater offline"},
+    )
+    run_experiment(args)
+    cells = {p.parent.name: read_json(p) for p in (tmp_path / "exp").glob("seed-1/*/metrics.json")}
+    per_step = (
+        read_json(checkpoint.parent / "all_results.json")["train_runtime"]
+        / read_json(checkpoint / "trainer_state.json")["global_step"]
+    )
+    expected = 2 + round(scoring_seconds(scores) / per_step)
+    assert scoring_seconds(scores) > 0 and expected > 2
+    assert {arm: cell["continue_steps"] for arm, cell in cells.items()} == {
+        "random": 2,
+        "longer": 3,
+        "equal_compute": expected,
+    }
+    assert cells["equal_compute"]["tokens_trained"] == expected * 4 * 64
+    table = (tmp_path / "exp" / "results.md").read_text()
+    assert "| llm_rater | not run: no rater offline |" in table
+    assert f"longer 3, equal_compute {expected}" in table
+
+
+def test_cross_task_matrix_is_each_single_target_arm_minus_random_on_every_task():
+    from codesift.experiment import cross_task_matrix
+
+    def row(arm, seed, a, b):
+        return {"arm": arm, "seed": seed, "loss/a/report": a, "loss/b/report": b}
+
+    rows = [
+        row("random", 1, 5.0, 6.0),
+        row("random", 2, 5.2, 6.2),
+        row("for_a", 1, 4.0, 6.5),
+        row("for_a", 2, 4.4, 6.5),
+        row("for_b", 1, 5.5, 5.0),
+        row("both", 1, 1.0, 1.0),  # two targets: not a row of the matrix
+    ]
+    strategies = [
+        {"name": "random", "strategy": "random"},
+        {"name": "for_a", "strategy": "gumbel_top_k", "tasks": ["a"]},
+        {"name": "for_b", "strategy": "top_k", "tasks": ["b"]},
+        {"name": "both", "strategy": "top_k", "tasks": ["a", "b"]},
+        {"name": "low_a", "strategy": "top_k", "tasks": ["a"], "reverse": True},
+    ]
+    targets, tasks, matrix = cross_task_matrix(rows, strategies)
+    assert targets == ["a", "b"] and tasks == ["a", "b"]
+    assert matrix.ravel().tolist() == pytest.approx([-0.9, 0.4, 0.5, -1.0])
+
+
+def test_best_arm_is_never_a_reversed_or_extremes_arm(tmp_path):
+    from codesift.experiment import choose_arm
+    from codesift.utils import write_json
+
+    strategies = [
+        {"name": "influence", "strategy": "top_k", "tasks": ["a"]},
+        {"name": "reverse", "strategy": "top_k", "tasks": ["a"], "reverse": True},
+        {"name": "top5", "strategy": "top_k", "tasks": ["a"], "fraction": 0.05},
+        {"name": "middle", "strategy": "middle", "tasks": ["a"]},
+    ]
+    summary = {
+        name: {"loss/a/report": [loss, 0.0]}
+        for name, loss in zip(["influence", "reverse", "top5", "middle"], [3.0, 1.0, 1.0, 1.0], strict=True)
+    }
+    write_json(
+        tmp_path / "results.json",
+        {"arguments": {"strategies": strategies, "table_tasks": ["a"], "seeds": [1]}, "summary": summary},
+    )
+    (tmp_path / "seed-1" / "influence").mkdir(parents=True)
+    write_json(tmp_path / "seed-1" / "influence" / "metrics.json", {})
+    assert choose_arm(tmp_path, "best", None)[0] == "influence"
+
+
+def test_an_arm_is_compared_with_the_baseline_it_names():
+    from codesift.experiment import summarise
+
+    rows = [
+        {"arm": arm, "seed": seed, "loss/a/report": loss, "tokens_trained": 1, "selection_seconds": 0.0}
+        for arm, seed, loss in [
+            ("random", 1, 5.0), ("random", 2, 5.0), ("random5", 1, 6.0), ("random5", 2, 6.2),
+            ("top5", 1, 5.5), ("top5", 2, 5.9),
+        ]
+    ]  # fmt: skip
+    summary = summarise(rows, ["random", "random5", "top5"], ["a"], {"top5": "random5"})
+    assert summary["top5"]["vs_random/loss/a/report"][0] == pytest.approx(-0.4)
+    assert summary["top5"]["baseline"] == "random5"
+    assert summary["random5"]["vs_random/loss/a/report"][0] == pytest.approx(1.1)  # against random

@@ -135,9 +135,11 @@ def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path)
         documents=str(micro_corpus / "documents"),
         tokenizer=str(micro_corpus / "tokenizer"),
         bootstrap=200,
+        experiment_dir=str(tmp_path / "no_experiment"),
         output_dir=str(tmp_path / "report"),
     )
     path = run_analysis_stage(args)
+    assert path == tmp_path / "report.md"  # beside the folder of figures, linked into it
     text = path.read_text()
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
     a, b, _ = aligned(
@@ -148,6 +150,7 @@ def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path)
     assert f"Spearman {rho[0]:.2f} [{rho[1]:.2f}, {rho[2]:.2f}]" in text
     assert "| finding | paper | tiny run | agrees? |" in text
     assert "not measurable: the corpus holds python documents only" in text
+    assert "not measured: no stage-06 results" in text
     figures = sorted(p.name for p in (tmp_path / "report" / "figures").glob("*.png"))
     assert figures == [
         "extremes.png",
@@ -158,3 +161,51 @@ def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path)
         "tasks.png",
     ]
     assert all(f"figures/{name}" in text for name in figures)  # every figure is in the report
+
+
+def test_language_by_task_and_own_language_difference():
+    from codesift.findings import group_difference, language_by_task, task_language
+
+    z = {
+        "humaneval": np.array([1.0, 3.0, -1.0, -3.0, 0.0]),
+        "humaneval_x_cpp": np.array([-1.0, -1.0, 2.0, 4.0, 0.0]),
+    }
+    languages = ["python", "python", "cpp", "cpp", "c"]
+    rows, tasks, matrix = language_by_task(z, languages)
+    assert rows == ["c", "cpp", "python"] and tasks == ["humaneval", "humaneval_x_cpp"]
+    assert matrix.tolist() == [[0.0, 0.0], [-2.0, 3.0], [2.0, -1.0]]
+    point, low, high = group_difference(z["humaneval_x_cpp"], languages, "cpp", "python", n=200, seed=0)
+    assert point == pytest.approx(4.0) and low <= point <= high
+    assert [task_language(t) for t in ("mbpp", "humaneval_x_js", "humaneval_x_cpp")] == [
+        "python",
+        "javascript",
+        "cpp",
+    ]
+
+
+def test_arm_rows_are_paired_differences_over_seeds_with_their_verdicts():
+    from codesift.analysis import Report, arm_rows
+
+    def cell(arm, seed, loss):
+        return {"arm": arm, "seed": seed, "loss/a/report": loss}
+
+    cells = [cell("random5", s, 5.0 + 0.01 * s) for s in (1, 2, 3)]
+    cells += [cell("top5_mean", s, 4.8 + 0.01 * s + 0.001 * s * s) for s in (1, 2, 3)]  # about -0.2
+    cells += [cell("middle5_mean", s, 5.0 + 0.01 * s + (0.01 if s == 2 else -0.005)) for s in (1, 2, 3)]
+    report = Report()
+    arm_rows(report, cells, ["a"])
+    rows = {row["finding"].split(" (")[0]: row for row in report.rows}
+    assert set(rows) == {"training on the top 5% beats a random 5%", "the middle 5% is like a random 5%"}
+    mean, low, high, seeds = report.numbers["arm top5_mean - random5 a"]
+    assert mean == pytest.approx(-0.2 + 0.001 * (1 + 4 + 9) / 3) and seeds == 3 and low < mean < high < 0
+    assert rows["training on the top 5% beats a random 5%"]["agrees"] == "yes"
+    assert rows["the middle 5% is like a random 5%"]["agrees"] == "yes"  # its interval holds 0
+
+
+def test_block_text_features_by_hand():
+    from codesift.analysis import docstring_share, identifier_share, repeated_lines
+
+    text = 'def f(x):\n    """Doc."""\n    return x + 1\nreturn x + 1\n'
+    assert docstring_share(text) == pytest.approx(len('"""Doc."""') / len(text))
+    assert repeated_lines(text) == pytest.approx(1 / 4)  # the last line repeats the third
+    assert identifier_share("a = b1 + 2") == pytest.approx(2 / 5)  # a, b1 of a = b1 + 2

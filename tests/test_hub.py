@@ -111,7 +111,8 @@ def test_cards_carry_how_each_artifact_was_made(sources, exports):
     selection = json.loads((sources.selection_dir / "selection.json").read_text())
     for expected in ("adam_update", "checkpoint step 4", "gumbel_top_k", f"{selection['kept_blocks']:,} of 40",
                      f"{selection['kept_tokens']:,} tokens", "assumed, following MATES", "temperature: 0.25",
-                     "select / ", "codesift 0.1.0", "me/micro-selected"):  # fmt: skip
+                     "select / ", "codesift 0.1.0", "me/micro-selected",
+                     "languages by tokens: python 100.0%"):  # fmt: skip
         assert expected in body, expected
     model_header = card_header(model_dir / "README.md")
     assert model_header["base_model"] == "me/micro-warmup"
@@ -262,3 +263,17 @@ def test_best_arm_is_the_influence_arm_with_the_lowest_report_loss(tmp_path):
     assert choose_arm(tmp_path, "best", None) == ("inf_mean", 7, tmp_path / "seed-7" / "inf_mean")
     with pytest.raises(ExperimentError, match="no finished cell"):
         choose_arm(tmp_path, "inf_he", None)
+
+
+def test_the_corpus_language_mix_is_stated_by_tokens():
+    from codesift.hub.cards import language_mix
+
+    manifest = {
+        "tokens_by_language": {"python": 750, "cpp": 200, "c": 50},
+        "documents_by_language": {"python": 3},
+    }
+    assert (
+        language_mix(manifest)
+        == "; languages by tokens: python 75.0%, cpp 20.0%, c 5.0% (documents: python 3)"
+    )
+    assert language_mix({}) == ""

@@ -279,3 +279,71 @@ def test_dsir_and_reverse_strategies_on_the_pool(micro_corpus, scores_dir, tmp_p
             args_for(micro_corpus, scores_dir, tmp_path, strategy="dsir", target_sets=str(tmp_path / "no")),
             pool,
         )
+
+
+def test_middle_band_keeps_the_scores_around_the_median(micro_corpus, scores_dir, tmp_path, pool):
+    middle = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="middle"), pool)
+    values = score_by_block(scores_dir, "influence_humaneval")
+    ranked = sorted((values[int(b)], int(b)) for b in pool["block_id"])
+    start = (len(ranked) - 8) // 2
+    assert sorted(middle.blocks["block_id"]) == sorted(b for _, b in ranked[start : start + 8])
+
+
+def test_quantile_cut_from_a_sample_keeps_about_the_top_fraction(tmp_path):
+    """10,000 scores, the cut estimated on 2,000 of them: about 20% kept, nearly all of the true top 20%."""
+    from codesift.selection import quantile_selection
+
+    n = 10_000
+    scores = fake_scores(list(range(n)), seed=3, step=[8] * n, method=["m"] * n, candidate_loss=[0.0] * n)
+    args = SelectionArguments(tasks=["humaneval", "mbpp"], fraction=0.2, quantile_sample=2_000, seed=1)
+    cut, kept = quantile_selection(scores, args)
+    columns = {c: np.asarray(scores[c]) for c in ("influence_humaneval", "influence_mbpp")}
+    exact = sum((v - v.mean()) / v.std() for v in columns.values()) / 2
+    ids = np.asarray(scores["block_id"])
+    truth = set(ids[np.argsort(-exact)[: n // 5]].tolist())
+    assert 0.18 * n <= len(kept) <= 0.22 * n
+    assert len(truth & set(kept)) / len(truth) > 0.95
+    assert all(exact[np.flatnonzero(ids == b)[0]] >= cut - 0.05 for b in kept[:50])
+    one_task = SelectionArguments(tasks=["mbpp"], fraction=0.1, quantile_sample=n, seed=1)
+    cut, kept = quantile_selection(scores, one_task)  # the whole pool as the sample: the exact cut
+    assert cut == pytest.approx(np.quantile(columns["influence_mbpp"], 0.9))
+    assert len(kept) == n // 10
+
+
+def test_quantile_strategy_selects_from_the_pool(micro_corpus, scores_dir, tmp_path, pool):
+    args = args_for(micro_corpus, scores_dir, tmp_path, strategy="quantile", quantile_sample=40)
+    chosen = select(args, pool)
+    top = select(args_for(micro_corpus, scores_dir, tmp_path, strategy="top_k"), pool)
+    # the whole pool is the sample here, so the cut is exact: the top 20% (ties aside)
+    assert abs(len(chosen.blocks) - 8) <= 1
+    assert len(set(top.blocks["block_id"]) & set(chosen.blocks["block_id"])) >= 7
+    assert chosen.metadata["quantile_sample"] == 40
+
+
+def test_each_shard_is_pushed_as_soon_as_it_is_written(micro_corpus, scores_dir, tmp_path, monkeypatch):
+    """With push_shards_to, shard i is uploaded before shard i + 1 exists (a fake Hub records it)."""
+    import huggingface_hub
+
+    import codesift.selection as selection
+
+    events = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, repo_type, exist_ok):
+            events.append(("create", repo_id, repo_type))
+
+        def upload_file(self, path_or_fileobj, path_in_repo, repo_id, repo_type, revision, commit_message):
+            folder = sorted(p.name for p in __import__("pathlib").Path(path_or_fileobj).parent.iterdir())
+            events.append(("upload", path_in_repo, folder))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    real = selection.write_parquet_shards  # small shards, so that there are several
+    monkeypatch.setattr(
+        selection, "write_parquet_shards", lambda b, f, m, on_shard=None: real(b, f, 1_000, on_shard)
+    )
+    args = args_for(micro_corpus, scores_dir, tmp_path, strategy="top_k", push_shards_to="me/picked")
+    run_selection_stage(args)
+    uploads = [e for e in events if e[0] == "upload"]
+    assert events[0] == ("create", "me/picked", "dataset") and len(uploads) >= 2
+    for index, (_, path_in_repo, folder) in enumerate(uploads):
+        assert path_in_repo == f"data/{folder[index]}" and len(folder) == index + 1  # no later shard yet

@@ -1,17 +1,19 @@
 """The findings report (`make report`): what the scores say about the paper's second question,
 how beneficial data vary across training stages, tasks and languages, with every number's interval,
 its figure and the paper's claim beside it. Numbers come from `codesift.findings`; this module
-loads the stage-03 scores, draws, and writes `report.md`.
+loads the stage-03 scores, draws, and writes `report.md` (beside its figures' folder).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .filters import code_tokens
 from .findings import (
     agreement,
     agrees,
@@ -20,11 +22,15 @@ from .findings import (
     extreme_overlaps,
     feature_effects,
     findings_table,
+    group_difference,
+    language_by_task,
     spearman,
+    task_language,
     top_set,
+    top_shares,
 )
 from .influence.stats import load_scores, score_tasks
-from .plots import plot_correlation_heatmap, plot_effect_intervals
+from .plots import plot_correlation_heatmap, plot_effect_intervals, plot_group_heatmap
 from .utils import atomic_directory, write_json
 
 # Imported inside the functions that use them (heavy or optional): datasets, transformers.
@@ -39,6 +45,7 @@ class Report:
     rows: list[dict] = field(default_factory=list)  # the findings table
     sections: list[str] = field(default_factory=list)  # markdown, figures included
     numbers: dict = field(default_factory=dict)  # everything, for report.json
+    link_prefix: str = ""  # report.md sits beside the figures' folder: links start with its name
 
 
 def interval(point, low, high) -> str:
@@ -55,7 +62,8 @@ def score_map(scores, task: str) -> dict:
 
 
 def figure(report: Report, path: Path, root: Path, text: str) -> None:
-    report.sections.append(f"![{text}]({path.relative_to(root).as_posix()})\n\n*Figure.* {text}\n")
+    link = report.link_prefix + path.relative_to(root).as_posix()
+    report.sections.append(f"![{text}]({link})\n\n*Figure.* {text}\n")
 
 
 def training_stages(report: Report, found: dict, method: str, args, root: Path) -> None:
@@ -101,7 +109,9 @@ def training_stages(report: Report, found: dict, method: str, args, root: Path) 
         )
 
 
-def tasks_and_languages(report: Report, scores, documents, candidates, args, root: Path) -> None:
+def tasks_and_languages(report: Report, scores, pool_scores, candidates, args, root: Path) -> None:
+    """`scores`: the last checkpoint's scores against every task (the task x task matrix);
+    `pool_scores`: the recipe's own scores of the whole pool (every language's blocks)."""
     tasks = score_tasks(scores)
     report.sections.append("## Tasks and languages\n")
     if len(tasks) > 1:
@@ -131,7 +141,11 @@ def tasks_and_languages(report: Report, scores, documents, candidates, args, roo
                 "agrees": varies(rho),
             }
         )
-    languages = sorted(set(documents["language"])) if documents is not None else []
+    block_languages = block_language_map(candidates)
+    languages = sorted(set(block_languages.values()))
+    if len(languages) >= 2:
+        languages_section(report, pool_scores, block_languages, args, root)
+        return
     if len(languages) < 2:
         report.rows.append(
             {
@@ -141,6 +155,79 @@ def tasks_and_languages(report: Report, scores, documents, candidates, args, roo
                 "agrees": "-",
             }
         )
+
+
+def block_language_map(candidates) -> dict:
+    if "language" not in candidates.column_names:
+        return {}
+    return dict(zip(candidates["block_id"], candidates["language"], strict=True))
+
+
+def languages_section(report: Report, scores, block_languages: dict, args, root: Path) -> None:
+    """Mean z-score by block language x task, each language's share of every task's top, and for
+    each task whose language the pool holds: its own language's blocks against Python's."""
+    tasks = score_tasks(scores)
+    ids = [b for b in scores["block_id"] if b in block_languages]
+    groups = np.asarray([block_languages[b] for b in ids])
+    maps = {t: score_map(scores, t) for t in tasks}  # once per task: a map per block would be quadratic
+    z = {t: zscores(np.asarray([maps[t][b] for b in ids], dtype=np.float64)) for t in tasks}
+    rows, columns, matrix = language_by_task(z, groups)
+    counts = {lang: int(np.sum(groups == lang)) for lang in rows}
+    report.numbers["languages"] = {"blocks": counts, "tasks": columns, "mean_z": matrix.tolist()}
+    path = root / "figures" / "languages.png"
+    plot_group_heatmap(
+        matrix, [f"{lang} ({counts[lang]})" for lang in rows], columns, "mean z-score by block language", path
+    )
+    figure(
+        report,
+        path,
+        root,
+        "Mean z-score of each task's scores over the blocks of each language (blocks in brackets): a "
+        "row above 0 in a column means that language's blocks help that task more than the average block.",
+    )
+    shares = {t: top_shares(z[t], groups, args.top_share) for t in tasks}
+    report.numbers["language_top_shares"] = shares
+    header = "| task | " + " | ".join(f"{lang} top / pool" for lang in rows) + " |"
+    lines = [header, "|" + "---|" * (len(rows) + 1)]
+    for task in tasks:
+        lines.append(
+            f"| {task} | "
+            + " | ".join(f"{shares[task][lang][0]:.2f} / {shares[task][lang][1]:.2f}" for lang in rows)
+            + " |"
+        )
+    report.sections.append(
+        f"Share of each language in each task's top {args.top_share:.0%} against its share of the pool:\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    for task in tasks:
+        own = task_language(task)
+        if own == "python" or counts.get(own, 0) < 5 or counts.get("python", 0) < 5:
+            continue
+        effect = group_difference(z[task], groups, own, "python", n=args.bootstrap, seed=args.seed)
+        report.numbers[f"own_language {task}"] = effect
+        report.rows.append(
+            {
+                "finding": f"{own} blocks help {task} more than Python blocks do",
+                "paper": "beneficial data vary across languages (assumed here: a task's own language helps it most)",
+                "measured": f"mean z, {own} minus python: {interval(*effect)} ({counts[own]} vs {counts['python']} blocks)",
+                "agrees": agrees("positive", effect[1], effect[2]),
+            }
+        )
+    missing = [t for t in tasks if task_language(t) != "python" and counts.get(task_language(t), 0) < 5]
+    for task in missing:
+        report.rows.append(
+            {
+                "finding": f"{task_language(task)} blocks help {task} more than Python blocks do",
+                "paper": "beneficial data vary across languages",
+                "measured": f"not measurable: {counts.get(task_language(task), 0)} {task_language(task)} blocks in the pool",
+                "agrees": "-",
+            }
+        )
+
+
+def zscores(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() or 1.0)
 
 
 def extremes(report: Report, found: dict, method: str, args, root: Path) -> None:
@@ -213,7 +300,20 @@ def beneficial_blocks(report: Report, scores, candidates, documents, tokenizer, 
         )
     frame["line_length"] = [np.mean([len(x) for x in t.splitlines()] or [0]) for t in frame["text"]]
     frame["test_code"] = [float("assert" in t or "def test" in t) for t in frame["text"]]
-    columns = ["comment_share", "newline_share", "documents", "line_length", "test_code", "own_loss"]
+    frame["docstring_share"] = [docstring_share(t) for t in frame["text"]]
+    frame["identifier_share"] = [identifier_share(t) for t in frame["text"]]
+    frame["repeated_lines"] = [repeated_lines(t) for t in frame["text"]]
+    columns = [
+        "comment_share",
+        "docstring_share",
+        "identifier_share",
+        "repeated_lines",
+        "newline_share",
+        "documents",
+        "line_length",
+        "test_code",
+        "own_loss",
+    ]
     columns = [c for c in columns if c in frame.columns]
     report.sections.append("## What beneficial blocks look like\n")
     for task in score_tasks(scores):
@@ -251,8 +351,147 @@ def beneficial_blocks(report: Report, scores, candidates, documents, tokenizer, 
         )
 
 
+def paired(cells: list[dict], arm: str, reference: str, key: str) -> tuple[float, float, int]:
+    """Mean and 95% t half-width over seeds of arm minus reference on `key`, and the seed count."""
+    from .evaluation import mean_and_ci
+
+    by_seed = {c["seed"]: c for c in cells if c["arm"] == reference and key in c}
+    diffs = [
+        c[key] - by_seed[c["seed"]][key]
+        for c in cells
+        if c["arm"] == arm and c["seed"] in by_seed and key in c
+    ]
+    mean, half = mean_and_ci(diffs)
+    return mean, half, len(diffs)
+
+
+def arm_rows(report: Report, cells: list[dict], tasks: list[str]) -> None:
+    """The stage-06 arms that answer a finding: extremes against a random 5%, the sanity arm, and
+    the compute spent on scoring spent on training instead."""
+    questions = [
+        (
+            "top5_mean",
+            "random5",
+            "negative",
+            "training on the top 5% beats a random 5%",
+            "extreme-scoring samples consistently influence the model",
+        ),
+        (
+            "bottom5_mean",
+            "random5",
+            "positive",
+            "training on the bottom 5% is worse than a random 5%",
+            "extreme-scoring samples consistently influence the model",
+        ),
+        (
+            "middle5_mean",
+            "random5",
+            "none",
+            "the middle 5% is like a random 5%",
+            "(the control for the extremes)",
+        ),
+        (
+            "reverse_mean",
+            "random",
+            "positive",
+            "the lowest 20% by influence is worse than random",
+            "(sanity: the score carries signal)",
+        ),
+        (
+            "influence_mean",
+            "equal_compute",
+            "negative",
+            "selection beats spending its scoring compute on more training",
+            "(not in the available summary; the arm that says whether selection pays for itself)",
+        ),
+    ]
+    arms = {c["arm"] for c in cells}
+    for arm, reference, claim, finding, paper in questions:
+        if arm not in arms or reference not in arms:
+            continue
+        for task in tasks:
+            mean, half, seeds = paired(cells, arm, reference, f"loss/{task}/report")
+            low, high = mean - half, mean + half
+            if claim == "none":
+                verdict = "yes" if low <= 0 <= high else "no"
+            else:
+                verdict = agrees(claim, low, high) if np.isfinite(half) else "unclear"
+            report.numbers[f"arm {arm} - {reference} {task}"] = (mean, low, high, seeds)
+            report.rows.append(
+                {
+                    "finding": f"{finding} ({task})",
+                    "paper": paper,
+                    "measured": f"report loss, {arm} minus {reference}: {mean:+.3f} [{low:+.3f}, {high:+.3f}] over {seeds} seeds",
+                    "agrees": verdict,
+                }
+            )
+
+
+def experiment_findings(report: Report, experiment_dir: Path, root: Path) -> None:
+    """Rows from stage 06's cells (make table), and its cross-task figure, when they exist."""
+    import json
+    import shutil
+
+    results = Path(experiment_dir) / "results.json"
+    if not results.is_file():
+        report.rows.append(
+            {
+                "finding": "extremes, baselines and cross-task transfer at equal tokens",
+                "paper": "extreme-scoring samples consistently influence the model",
+                "measured": f"not measured: no stage-06 results at {experiment_dir} (make table)",
+                "agrees": "-",
+            }
+        )
+        return
+    saved = json.loads(results.read_text())
+    report.sections.append("## Arms trained at equal tokens (stage 06)\n")
+    arm_rows(report, saved["cells"], saved["arguments"]["table_tasks"])
+    matrix = Path(experiment_dir) / "cross_task.json"
+    if matrix.is_file():
+        cross = json.loads(matrix.read_text())
+        path = root / "figures" / "cross_task.png"
+        shutil.copyfile(Path(experiment_dir) / "cross_task.png", path)
+        values = np.asarray(cross["matrix"], dtype=np.float64)
+        report.numbers["cross_task"] = cross
+        own = [
+            values[i, cross["judged_on"].index(t)]
+            for i, t in enumerate(cross["selected_for"])
+            if t in cross["judged_on"]
+        ]
+        figure(
+            report,
+            path,
+            root,
+            "Selected for one task (rows), judged on every task's report half (columns): mean report loss "
+            f"minus random's over seeds (blue: helped). On its own task an arm moves the loss by {np.mean(own):+.3f} "
+            f"on average; on all tasks by {np.nanmean(values):+.3f}.",
+        )
+
+
+TRIPLE_QUOTED = re.compile(r'("""|\'\'\')(.*?)(\1|$)', re.S)
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def docstring_share(text: str) -> float:
+    """Share of the characters inside triple-quoted strings (docstrings, mostly)."""
+    return sum(len(m.group(0)) for m in TRIPLE_QUOTED.finditer(text)) / max(1, len(text))
+
+
+def identifier_share(text: str) -> float:
+    """Share of the code tokens that are names (identifiers and keywords) rather than punctuation or numbers."""
+    tokens = code_tokens(text)
+    return sum(bool(IDENTIFIER.fullmatch(t)) for t in tokens) / max(1, len(tokens))
+
+
+def repeated_lines(text: str) -> float:
+    """Share of the non-blank lines that repeat an earlier line of the block (duplication within it)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (len(lines) - len(set(lines))) / max(1, len(lines))
+
+
 def run_analysis_stage(args) -> Path:
-    """Write `report.md`, `report.json` and `figures/` into args.output_dir (whole or not at all)."""
+    """Write `report.json` and `figures/` into args.output_dir (whole or not at all) and `report.md`
+    beside that folder (outputs/tiny/report.md), its figures linked into it. Returns report.md's path."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
@@ -270,11 +509,11 @@ def run_analysis_stage(args) -> Path:
     documents = load_from_disk(args.documents) if args.documents else None
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     with atomic_directory(args.output_dir) as root:
-        report = Report()
+        report = Report(link_prefix=f"{Path(args.output_dir).name}/")
         training_stages(report, stages or scored, args.method, args, root)
         stage_last = max((k for k in stages if k[1] == args.method), default=None)
         tasks_and_languages(
-            report, stages[stage_last] if stage_last else scored[last], documents, candidates, args, root
+            report, stages[stage_last] if stage_last else scored[last], scored[last], candidates, args, root
         )
         extremes(
             report,
@@ -284,6 +523,7 @@ def run_analysis_stage(args) -> Path:
             root,
         )
         beneficial_blocks(report, scored[last], candidates, documents, tokenizer, args, root)
+        experiment_findings(report, Path(args.experiment_dir), root)
         text = "\n".join(
             [
                 "# Findings on the tiny recipe\n",
@@ -295,7 +535,15 @@ def run_analysis_stage(args) -> Path:
                 *report.sections,
             ]
         )
-        (root / "report.md").write_text(text)
         write_json(root / "report.json", {"rows": report.rows, "numbers": report.numbers})
-    logger.info("findings report: %s/report.md", args.output_dir)
-    return Path(args.output_dir) / "report.md"
+    path = report_path(args)
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(text)
+    partial.replace(path)  # whole or not at all, like the folder
+    logger.info("findings report: %s (figures under %s)", path, args.output_dir)
+    return path
+
+
+def report_path(args) -> Path:
+    output = Path(args.output_dir)
+    return output.with_name(f"{output.name}.md")

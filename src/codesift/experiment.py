@@ -30,7 +30,7 @@ import numpy as np
 from .configs import EvaluationArguments, SelectionArguments, load_configs, stage_arguments
 from .evaluation import evaluate_model, mean_and_ci, pass_at_k_metric
 from .influence.scoring import load_candidates
-from .plots import plot_results_table
+from .plots import plot_cross_task_matrix, plot_results_table
 from .provenance import make_record, up_to_date, write_record
 from .selection import (
     SCORE_STRATEGIES,
@@ -56,9 +56,13 @@ class ExperimentError(ValueError):
     """An experiment input that cannot work; raised before any arm runs."""
 
 
+# Arm fields that are not selection arguments: how long the arm trains.
+ARM_KEYS = ("continue_steps", "equal_compute", "compute_of", "baseline")
+
+
 def arm_arguments(args, spec: dict, seed: int, output_dir) -> SelectionArguments:
     """The SelectionArguments of one arm: the experiment's pool and fraction, the arm's own fields."""
-    spec = dict(spec)
+    spec = {k: v for k, v in spec.items() if k not in ARM_KEYS}
     name = spec.pop("name", None) or spec.get("strategy")
     unknown = set(spec) - {f.name for f in dataclasses.fields(SelectionArguments)}
     if unknown:
@@ -77,8 +81,33 @@ def arm_arguments(args, spec: dict, seed: int, output_dir) -> SelectionArguments
     )
 
 
-def continue_pretraining(args, blocks_dir, output_dir, seed: int, extra_callbacks=()) -> dict:
-    """`args.continue_steps` more steps from the checkpoint on the selected blocks."""
+def warmup_seconds_per_step(checkpoint) -> float:
+    """The warm-up run's measured seconds per optimizer step (its `train_runtime` over its steps,
+    periodic evaluations included), from the run folder that holds the checkpoint."""
+    run = Path(checkpoint).parent
+    results, state = run / "all_results.json", Path(checkpoint) / "trainer_state.json"
+    if not results.is_file():
+        raise ExperimentError(f"equal_compute needs the warm-up's measured time: {results} not found")
+    steps = read_json(state)["global_step"]
+    return float(read_json(results)["train_runtime"]) / max(1, steps)
+
+
+def arm_steps(args, spec: dict) -> int:
+    """The arm's optimizer steps: the experiment's, the arm's own, or (equal_compute) the
+    experiment's plus the steps that the scoring time of `args.scores` would have bought."""
+    if spec.get("equal_compute"):
+        extra = scoring_seconds(spec.get("compute_of", args.scores)) / warmup_seconds_per_step(
+            args.checkpoint
+        )
+        return args.continue_steps + int(round(extra))
+    return int(spec.get("continue_steps", args.continue_steps))
+
+
+def continue_pretraining(
+    args, blocks_dir, output_dir, seed: int, extra_callbacks=(), steps: int | None = None
+) -> dict:
+    """`steps` (default `args.continue_steps`) more steps from the checkpoint on the selected blocks."""
+    steps = steps or args.continue_steps
     configs = load_configs(
         stage_arguments("pretrain"),
         args.pretrain_recipe,
@@ -94,7 +123,7 @@ def continue_pretraining(args, blocks_dir, output_dir, seed: int, extra_callback
         callbacks=["log_history"],
         callback_kwargs={},
         output_dir=str(output_dir),
-        max_steps=args.continue_steps,
+        max_steps=steps,
         seed=seed,
         data_seed=seed,  # the checkpoint's RNG state is restored on resume; data order follows this
         eval_strategy="no",
@@ -107,7 +136,7 @@ def continue_pretraining(args, blocks_dir, output_dir, seed: int, extra_callback
     training_args = configs[2]
     world = max(1, training_args.world_size)
     metrics["tokens_trained"] = (
-        args.continue_steps
+        steps
         * training_args.per_device_train_batch_size
         * training_args.gradient_accumulation_steps
         * world
@@ -159,7 +188,7 @@ def cell_record(args, spec: dict | None, seed: int | None) -> dict:
     inputs = {"checkpoint": args.checkpoint}
     if spec is not None:
         arguments |= {
-            "spec": spec,
+            "spec": {k: v for k, v in spec.items() if k != "baseline"},  # baseline only labels the table
             "fraction": args.fraction,
             "candidates_split": args.candidates_split,
             "max_candidates": args.max_candidates,
@@ -180,7 +209,10 @@ def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric
     selection_args = arm_arguments(args, spec, seed, cell / "selection")
     selection = select(selection_args, candidates, losses)
     write_selection(selection, cell / "selection", candidates, documents)
-    train_metrics = continue_pretraining(args, cell / "selection" / "blocks", cell / "model", seed)
+    steps = arm_steps(args, spec)
+    train_metrics = continue_pretraining(
+        args, cell / "selection" / "blocks", cell / "model", seed, steps=steps
+    )
     results = evaluate_model(evaluation_arguments(args, cell / "model", cell / "evaluation"), metric=metric)
     (cell / "evaluation").mkdir(parents=True, exist_ok=True)
     write_jsonl(cell / "evaluation" / "samples.jsonl", results.pop("samples"))
@@ -194,6 +226,7 @@ def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric
         "seed": seed,
         "kept_blocks": selection.metadata["kept_blocks"],
         "tokens_trained": train_metrics["tokens_trained"],
+        "continue_steps": steps,
         "train_loss": train_metrics.get("train_loss"),
         "train_seconds": train_metrics["train_seconds"],
         "selection_seconds": selection_seconds,
@@ -292,22 +325,26 @@ def table_columns(tasks: list[str]) -> list[tuple[str, str]]:
     return columns
 
 
-def summarise(rows: list[dict], arms: list[str], tasks: list[str]) -> dict:
+def summarise(rows: list[dict], arms: list[str], tasks: list[str], baselines: dict | None = None) -> dict:
     """{arm: {key: (mean, ci)}} plus seeds, tokens and selection time, and the paired difference
-    from random per seed for the report losses."""
+    per seed for the report losses from the arm's baseline (`random`, or the one its spec names:
+    the 5% arms are compared with a random 5%)."""
     keys = [key for key, _ in table_columns(tasks)] + ["tokens_trained", "selection_seconds"]
     summary = {}
     by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in arms}
-    random_by_seed = {r["seed"]: r for r in by_arm.get("random", [])}
     for arm, cells in by_arm.items():
+        baseline = (baselines or {}).get(arm, "random")
+        random_by_seed = {r["seed"]: r for r in rows if r["arm"] == baseline}
         if not cells:
             continue
         entry = {key: mean_and_ci([c.get(key) for c in cells if c.get(key) is not None]) for key in keys}
         entry["seeds"] = sorted(c["seed"] for c in cells if c["seed"] is not None)
+        entry["continue_steps"] = max((c.get("continue_steps") or 0) for c in cells)
         for task in tasks:
             key = f"loss/{task}/report"
             diffs = [c[key] - random_by_seed[c["seed"]][key] for c in cells if c["seed"] in random_by_seed]
-            entry[f"vs_random/{key}"] = mean_and_ci(diffs) if arm != "random" and diffs else (None, None)
+            entry[f"vs_random/{key}"] = mean_and_ci(diffs) if arm != baseline and diffs else (None, None)
+        entry["baseline"] = baseline
         summary[arm] = entry
     return summary
 
@@ -353,6 +390,30 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
         tokens = entry["tokens_trained"][0]
         cells += [f"{tokens:,.0f}", f"{entry['selection_seconds'][0]:.1f}", str(len(entry["seeds"]) or "-")]
         lines.append("| " + " | ".join(cells) + " |")
+    for arm, reason in args.unavailable_arms.items():
+        lines.append("| " + " | ".join([arm, f"not run: {reason}", *["-"] * (len(header) - 2)]) + " |")
+    others = {
+        arm: entry["baseline"]
+        for arm, entry in summary.items()
+        if entry.get("baseline", "random") != "random"
+    }
+    if others:
+        lines += [
+            "",
+            "Compared with another baseline than random: "
+            + ", ".join(f"{a} with {b}" for a, b in others.items())
+            + ".",
+        ]
+    steps = {arm: entry["continue_steps"] for arm, entry in summary.items() if entry.get("continue_steps")}
+    other = {arm: n for arm, n in steps.items() if n != args.continue_steps}
+    if other:
+        lines += [
+            "",
+            "Arms trained for other than "
+            + f"{args.continue_steps} steps: "
+            + ", ".join(f"{a} {n}" for a, n in other.items())
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -363,7 +424,12 @@ def write_results_table(args, output_dir) -> dict:
     if args.evaluate_checkpoint:
         arms = [CHECKPOINT_ROW, *arms]
     rows = collect_cells(output_dir, seeds=set(args.seeds) | {None})
-    summary = summarise(rows, arms, args.table_tasks)
+    baselines = {
+        spec.get("name") or spec["strategy"]: spec["baseline"]
+        for spec in args.strategies
+        if "baseline" in spec
+    }
+    summary = summarise(rows, arms, args.table_tasks, baselines)
     markdown = results_markdown(summary, args.table_tasks, args, len(args.seeds))
     paths = {
         "markdown": output_dir / "results.md",
@@ -373,7 +439,45 @@ def write_results_table(args, output_dir) -> dict:
     paths["markdown"].write_text(markdown)
     write_json(paths["json"], {"arguments": dataclasses.asdict(args), "summary": summary, "cells": rows})
     plot_results_table(summary, args.table_tasks, paths["png"])
+    targets, tasks, matrix = cross_task_matrix(rows, args.strategies)
+    if len(targets) > 1:
+        paths["cross_task"] = output_dir / "cross_task.png"
+        plot_cross_task_matrix(matrix, targets, tasks, paths["cross_task"])
+        write_json(
+            output_dir / "cross_task.json",
+            {"selected_for": targets, "judged_on": tasks, "matrix": matrix.tolist()},
+        )
     return {key: str(value) for key, value in paths.items()}
+
+
+def cross_task_matrix(rows: list[dict], strategies: list[dict]) -> tuple[list[str], list[str], np.ndarray]:
+    """(targets, tasks, M): M[i, j] is the mean over seeds of the report loss on task j of the arm
+    that selected for target i alone, minus random's at the same seed (negative: it helped)."""
+    random_by_seed = {r["seed"]: r for r in rows if r["arm"] == "random"}
+    arms = {
+        s["tasks"][0]: s.get("name") or s["strategy"]
+        for s in strategies
+        if s.get("strategy") in ("top_k", "gumbel_top_k")
+        and len(s.get("tasks", [])) == 1
+        and not s.get("reverse")
+        and "fraction" not in s
+    }
+    keys = sorted(
+        {k for r in random_by_seed.values() for k in r if k.startswith("loss/") and k.endswith("/report")}
+    )
+    tasks = [k.split("/")[1] for k in keys]
+    targets = [t for t in arms if any(r["arm"] == arms[t] for r in rows)]
+    matrix = np.full((len(targets), len(tasks)), np.nan)
+    for i, target in enumerate(targets):
+        for j, key in enumerate(keys):
+            diffs = [
+                r[key] - random_by_seed[r["seed"]][key]
+                for r in rows
+                if r["arm"] == arms[target] and r["seed"] in random_by_seed and key in r
+            ]
+            if diffs:
+                matrix[i, j] = float(np.mean(diffs))
+    return targets, tasks, matrix
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,10 +494,13 @@ def choose_arm(experiment_dir: Path, arm: str, seed: int | None) -> tuple[str, i
     arguments = results["arguments"]
 
     if arm == "best":
-        scored = [
+        scored = [  # the influence arms proper: not reversed, not the extremes or middle band
             s.get("name") or s["strategy"]
             for s in arguments["strategies"]
             if s.get("strategy") in SCORE_STRATEGIES
+            and s.get("strategy") != "middle"
+            and not s.get("reverse")
+            and "fraction" not in s
         ]
         keys = [f"loss/{t}/report" for t in arguments["table_tasks"]]
         ranked = [

@@ -134,6 +134,33 @@ def top_shares(values, groups, share: float = 0.2) -> dict:
     }
 
 
+def group_difference(values, groups, first: str, second: str, n: int = 1000, seed: int = 0):
+    """(point, low, high) of mean(values of `first`) - mean(values of `second`), blocks resampled."""
+
+    def difference(v, g):
+        a, b = v[g == first], v[g == second]
+        return float(np.mean(a) - np.mean(b)) if len(a) and len(b) else float("nan")
+
+    return bootstrap(difference, np.asarray(values, dtype=np.float64), np.asarray(groups), n=n, seed=seed)
+
+
+def language_by_task(z_by_task: dict[str, np.ndarray], languages) -> tuple[list[str], list[str], np.ndarray]:
+    """(block languages, tasks, M): M[i, j] is the mean z-score on task j of the blocks of language i."""
+    languages = np.asarray(languages)
+    rows = sorted(set(languages.tolist()))
+    tasks = list(z_by_task)
+    matrix = np.array([[float(np.mean(z_by_task[t][languages == lang])) for t in tasks] for lang in rows])
+    return rows, tasks, matrix
+
+
+def task_language(task: str) -> str:
+    """The language a task's problems are written in, as blocks name it (HumanEval-X's js is javascript)."""
+    if task.startswith("humaneval_x_"):
+        language = task.removeprefix("humaneval_x_")
+        return {"js": "javascript"}.get(language, language)
+    return "python"
+
+
 def feature_effects(features: dict[str, np.ndarray], score, n: int = 1000, seed: int = 0) -> dict:
     """{feature: (Spearman with the score, low, high)}: effect sizes with intervals."""
     return {name: bootstrap(spearman, values, score, n=n, seed=seed) for name, values in features.items()}

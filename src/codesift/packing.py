@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from .utils import stable_seed
@@ -21,22 +22,32 @@ class BlockPacker:
         self.seq_len, self.eos = seq_len, eos_token_id
         self.buffer: list[int] = []
         self.buffer_docs: list[str] = []
+        self.buffer_languages: Counter = Counter()
         self.next_block_id = 0
 
-    def add(self, doc_id: str, input_ids: list[int]) -> Iterator[dict]:
-        """Append one document (and its EOS); yield every block it completes."""
+    def add(self, doc_id: str, input_ids: list[int], language: str | None = None) -> Iterator[dict]:
+        """Append one document (and its EOS); yield every block it completes. With `language`,
+        each block also carries the language of most of its tokens (the first on a tie)."""
         stream = list(input_ids) + [self.eos]
         start = 0
         while start < len(stream):
             take = min(self.seq_len - len(self.buffer), len(stream) - start)
             self.buffer.extend(stream[start : start + take])
+            self.buffer_languages[language] += take
             if not self.buffer_docs or self.buffer_docs[-1] != doc_id:
                 self.buffer_docs.append(doc_id)
             start += take
             if len(self.buffer) == self.seq_len:
-                yield {"block_id": self.next_block_id, "input_ids": self.buffer, "doc_ids": self.buffer_docs}
+                block = {
+                    "block_id": self.next_block_id,
+                    "input_ids": self.buffer,
+                    "doc_ids": self.buffer_docs,
+                }
+                if language is not None:
+                    block["language"] = self.buffer_languages.most_common(1)[0][0]
+                yield block
                 self.next_block_id += 1
-                self.buffer, self.buffer_docs = [], []
+                self.buffer, self.buffer_docs, self.buffer_languages = [], [], Counter()
 
     @property
     def tail(self) -> int:

@@ -315,3 +315,28 @@ def plot_effect_intervals(effects: dict, title: str, xlabel: str = "Spearman wit
     ax.set_yticks(range(len(names)), names)
     ax.set(title=title, xlabel=xlabel)
     return _save(fig, path)
+
+
+def plot_cross_task_matrix(matrix, targets: list[str], tasks: list[str], path=None):
+    """Selected for (rows) x judged on (columns): report loss minus random's (blue: helped)."""
+    rows = [f"selected for {t}" for t in targets]
+    title = "Cross-task transfer: selected for one task, judged on every task"
+    return plot_group_heatmap(matrix, rows, tasks, title, path, label="report loss - random (lower: helped)")
+
+
+def plot_group_heatmap(
+    matrix, rows: list[str], columns: list[str], title: str, path=None, label="mean z-score"
+):
+    """A rows x columns table of means as a heatmap centred on 0, values written in."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    limit = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 2.5, 0.6 * len(rows) + 2))
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            ax.text(j, i, f"{matrix[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label=label)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -41,8 +41,8 @@ def headline_table(results: dict) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, entry in summary.items():
         diffs = [entry.get(f"vs_random/loss/{task}/report", (None, None)) for task in tasks]
-        if all(d[0] is None for d in diffs):
-            continue  # random itself and the checkpoint have no difference to random
+        if all(d[0] is None for d in diffs) or entry.get("baseline", "random") != "random":
+            continue  # random itself and the checkpoint have no difference; 5% arms are in docs/06
         cells = [arm, *map(_fmt, diffs), f"{entry['selection_seconds'][0]:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -76,7 +76,11 @@ def update_results_docs(experiment_dir: str | Path, root: str | Path) -> list[Pa
     image = root / "docs" / "images" / "results.png"
     image.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment_dir / "results.png", image)
-    return [readme, page, image]
+    written = [readme, page, image]
+    if (experiment_dir / "cross_task.png").is_file():
+        written.append(root / "docs" / "images" / "cross_task.png")
+        shutil.copyfile(experiment_dir / "cross_task.png", written[-1])
+    return written
 
 
 def timings_table(timings: dict[str, float]) -> str:

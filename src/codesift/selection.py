@@ -7,11 +7,17 @@ to their influence scores) are then filtered on that set. Strategies:
 - `gumbel_top_k`: top-k of z(value) / temperature + Gumbel noise, as MATES selects (its "k lowest
   post-step losses" are our k highest scores); temperature -> 0 is top-k;
 - `threshold`: every block whose value is at least `threshold`;
+- `quantile`: the top `fraction` for a pool too large to sort: the cut is the (1 - fraction)
+  quantile of a random sample of `quantile_sample` scores (and the z-scores use the sample's mean
+  and spread), then the scores are filtered in batches (`datasets.filter`), never sorted;
+- `middle`: the `fraction` around the median score (with top_k and `reverse`, the extremes arms);
 - baselines of the same size: `random`; `perplexity`, the candidate's own loss under a checkpoint
   (band `low`, `middle` or `high`), as the usual perplexity filters; `dsir`, importance resampling
   towards the tasks' n-grams (Xie et al. 2023, model-free; codesift.dsir); `full`, the whole pool;
   and `reverse: true` on top_k / gumbel_top_k keeps the lowest scores (a sanity arm that must lose
-  to random if the score carries signal).
+  to random if the score carries signal); `rater`, a Hub LM or classifier's rating of each block
+  (codesift.raters).
+With `push_shards_to`, each parquet shard of the kept blocks is uploaded as soon as it is written.
 Everything is seeded; the strategy and its parameters are written to `selection.json`.
 """
 
@@ -36,9 +42,20 @@ from .utils import atomic_directory, save_to_disk, set_seed, write_json
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "random", "perplexity", "dsir", "full")
+STRATEGIES = (
+    "top_k",
+    "gumbel_top_k",
+    "threshold",
+    "quantile",
+    "middle",
+    "random",
+    "perplexity",
+    "dsir",
+    "rater",
+    "full",
+)
 AGGREGATES = ("mean_z", "min", "max", "weighted")
-SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold")
+SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "quantile", "middle")
 
 
 class SelectionError(ValueError):
@@ -240,7 +257,10 @@ def describe(args) -> dict:
         "gumbel_top_k": ["tasks", "aggregate", "weights", "temperature", "reverse"],
         "dsir": ["tasks", "target_sets", "dsir_hash_bits"],
         "threshold": ["tasks", "aggregate", "weights", "threshold"],
+        "quantile": ["tasks", "aggregate", "weights", "quantile_sample"],
+        "middle": ["tasks", "aggregate", "weights"],
         "perplexity": ["perplexity_checkpoint", "perplexity_band"],
+        "rater": ["rater_model", "rater_kind", "rater_tokenizer", "rater_max_length"],
     }.get(args.strategy, [])
     return {key: value for key, value in asdict(args).items() if key in keys}
 
@@ -257,6 +277,12 @@ def check_arguments(args) -> None:
         raise SelectionError("strategy 'dsir' needs `target_sets` (stage 01's tokenized validation sets)")
     if args.reverse and args.strategy not in ("top_k", "gumbel_top_k"):
         raise SelectionError(f"reverse applies to top_k and gumbel_top_k, not {args.strategy!r}")
+    if args.strategy == "rater" and not args.rater_model:
+        raise SelectionError(
+            "strategy 'rater' needs `rater_model` (a Hub id or folder of an LM or classifier)"
+        )
+    if args.strategy == "quantile" and args.aggregate not in ("mean_z", "weighted") and len(args.tasks) != 1:
+        raise SelectionError("strategy 'quantile' aggregates tasks by mean_z or weighted, or ranks one task")
     if args.strategy == "perplexity" and not (args.perplexity_checkpoint or args.scores):
         raise SelectionError(
             "strategy 'perplexity' needs `perplexity_checkpoint` or scores with candidate_loss"
@@ -283,10 +309,19 @@ def select(args, candidates=None, losses=None) -> Selection:
     scores = load_scores_dataset(args.scores) if args.scores else None
     table = scores_for_candidates(scores, block_ids, args.scores) if scores is not None else {}
     values = None
-    if args.strategy in SCORE_STRATEGIES:
+    if args.strategy in SCORE_STRATEGIES and args.strategy != "quantile":
         values = aggregate_scores(table, args.tasks, args.aggregate, args.weights)
     ranked = -values if args.reverse else values
-    if args.strategy == "top_k":
+    if args.strategy == "quantile":
+        cut, kept_ids = quantile_selection(scores, args)
+        where = {b: i for i, b in enumerate(block_ids)}
+        kept = np.sort(np.asarray([where[b] for b in kept_ids if b in where], dtype=np.int64))
+    elif args.strategy == "middle":
+        kept = band_k(values, k, "middle")
+    elif args.strategy == "rater":
+        values = rater_values(args, candidates)
+        kept = top_k(values, k)
+    elif args.strategy == "top_k":
         kept = top_k(ranked, k)
     elif args.strategy == "gumbel_top_k":
         kept = gumbel_top_k(ranked, k, args.temperature, args.seed)
@@ -319,6 +354,79 @@ def select(args, candidates=None, losses=None) -> Selection:
         "selection_seconds": time.perf_counter() - start,
     }
     return Selection(blocks, values, kept, metadata)
+
+
+def rater_values(args, candidates) -> np.ndarray:
+    from .raters import RaterError, rate_blocks
+    from .tokenizer import load_tokenizer
+
+    try:
+        return rate_blocks(
+            candidates["input_ids"],
+            load_tokenizer(args.rater_tokenizer),
+            args.rater_model,
+            kind=args.rater_kind,
+            max_length=args.rater_max_length,
+        )
+    except (RaterError, OSError) as error:
+        raise SelectionError(f"rater {args.rater_model}: {error}") from error
+
+
+# ----------------------------------------------------------------------------------------------
+# A global top fraction without a sort: the cut from a sample, then a batched filter
+# ----------------------------------------------------------------------------------------------
+
+
+def score_columns(scores, tasks: list[str]) -> list[str]:
+    prefix = score_prefix(scores) or "influence_"
+    columns = [c for c in scores.column_names if c.startswith(prefix)]
+    wanted = [f"{prefix}{t}" for t in tasks] if tasks else columns
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise SelectionError(f"scores have no column(s) {missing}; they have {columns}")
+    return wanted
+
+
+def quantile_cut(scores, args) -> tuple[float, dict]:
+    """The (1 - fraction) quantile of the aggregated value on a seeded random sample of rows, and the
+    per-column (mean, std) from the same sample (what mean_z standardizes with)."""
+    columns = score_columns(scores, args.tasks)
+    n = len(scores)
+    size = min(n, args.quantile_sample)
+    rows = np.sort(np.random.default_rng(args.seed).choice(n, size=size, replace=False))
+    sample = scores.select(rows).select_columns(columns).with_format("numpy")[:]
+    moments = {c: (float(np.mean(sample[c])), float(np.std(sample[c])) or 1.0) for c in columns}
+    values = combine(sample, columns, moments, args)
+    return float(np.quantile(values, 1 - args.fraction)), moments
+
+
+def combine(batch: dict, columns: list[str], moments: dict, args) -> np.ndarray:
+    """mean_z (or weighted z) with the sample's moments; one column alone is its raw score."""
+    if len(columns) == 1:
+        return np.asarray(batch[columns[0]], dtype=np.float64)
+    prefix = columns[0][: columns[0].index("_") + 1]
+    weights = {c: float(args.weights.get(c.removeprefix(prefix), 1.0)) for c in columns}
+    if args.aggregate == "mean_z":
+        weights = dict.fromkeys(columns, 1.0 / len(columns))
+    return sum(
+        weights[c] * (np.asarray(batch[c], dtype=np.float64) - moments[c][0]) / moments[c][1] for c in columns
+    )
+
+
+def quantile_selection(scores, args) -> tuple[float, list[int]]:
+    """(the cut, the block ids at or above it), read in batches from the (memory-mapped) scores."""
+    cut, moments = quantile_cut(scores, args)
+    columns = score_columns(scores, args.tasks)
+
+    def above(batch):
+        return (combine(batch, columns, moments, args) >= cut).tolist()
+
+    kept = (
+        scores.select_columns(["block_id", *columns])
+        .with_format("numpy")
+        .filter(above, batched=True, batch_size=10_000, desc="keeping scores above the sampled cut")
+    )
+    return cut, [int(b) for b in kept["block_id"]]
 
 
 def dsir_log_weights(args, candidates) -> np.ndarray:
@@ -362,9 +470,12 @@ def shares_kept(candidates, kept: np.ndarray, documents, column: str = "package"
 MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's advice for parquet files
 
 
-def write_parquet_shards(blocks, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES) -> list[Path]:
+def write_parquet_shards(
+    blocks, folder: Path, max_shard_bytes: int = MAX_SHARD_BYTES, on_shard=None
+) -> list[Path]:
     """`train-XXXXX-of-NNNNN.parquet` files of at most about `max_shard_bytes` each, contiguous
-    and in order, written one at a time (each a memory-mapped slice of the kept blocks)."""
+    and in order, written one at a time (each a memory-mapped slice of the kept blocks);
+    `on_shard(path)` runs as each one is finished (e.g. uploads it)."""
     folder.mkdir(parents=True, exist_ok=True)
     # a filtered Dataset maps indices into its whole table: its own share of the table's bytes
     size = max(1, blocks.data.nbytes * len(blocks) // max(1, blocks.data.num_rows))
@@ -375,17 +486,46 @@ def write_parquet_shards(blocks, folder: Path, max_shard_bytes: int = MAX_SHARD_
         path = folder / f"train-{index:05d}-of-{n_shards:05d}.parquet"
         blocks.shard(num_shards=n_shards, index=index, contiguous=True).to_parquet(str(path))
         paths.append(path)
+        if on_shard is not None:
+            on_shard(path)
     return paths
 
 
+def shard_uploader(repo_id: str, revision: str | None = None):
+    """Uploads one finished shard to `data/` of a Hub dataset repo (created if needed), so a long
+    selection publishes as it goes; the card comes later with stage 07's export."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+
+    def upload(path: Path) -> None:
+        api.upload_file(
+            path_or_fileobj=str(path),
+            path_in_repo=f"data/{path.name}",
+            repo_id=repo_id,
+            repo_type="dataset",
+            revision=revision,
+            commit_message=f"codesift: selected blocks, {path.name}",
+        )
+        logger.info("uploaded %s to %s", path.name, repo_id)
+
+    return upload
+
+
 def write_selection(
-    selection: Selection, output_dir, candidates=None, documents=None, max_shard_bytes: int = MAX_SHARD_BYTES
+    selection: Selection,
+    output_dir,
+    candidates=None,
+    documents=None,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+    on_shard=None,
 ) -> dict:
     """The kept blocks (`save_to_disk` under blocks/, and parquet shards under data/ for publishing),
     the metadata, the per-package shares and plots; written whole or not at all. Returns the report."""
     with atomic_directory(output_dir) as tmp:
         save_to_disk(selection.blocks, tmp / "blocks")
-        write_parquet_shards(selection.blocks, tmp / "data", max_shard_bytes)
+        write_parquet_shards(selection.blocks, tmp / "data", max_shard_bytes, on_shard)
         report = dict(selection.metadata)
         if documents is not None and candidates is not None and "doc_ids" in candidates.column_names:
             report["sources"] = shares_kept(candidates, selection.kept, documents, "source")
@@ -417,7 +557,10 @@ def run_selection_stage(args) -> dict:
     check_arguments(args)
     candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     selection = select(args, candidates)
-    report = write_selection(selection, args.output_dir, candidates, load_documents(args.documents))
+    on_shard = shard_uploader(args.push_shards_to, args.push_revision) if args.push_shards_to else None
+    report = write_selection(
+        selection, args.output_dir, candidates, load_documents(args.documents), on_shard=on_shard
+    )
     logger.info(
         "%s kept %d of %d blocks (%d tokens) -> %s",
         selection.metadata["name"],

@@ -116,6 +116,26 @@ def corpus_description(manifest: dict) -> str:
         f"({sources}; dropped: "
         + ", ".join(f"{k} {v['documents']}" for k, v in docs.get("dropped", {}).items())
         + f"), {tokens['tokens_in_blocks']:,} tokens in {tokens['blocks']:,} blocks of {tokens['seq_len']}"
+        + language_mix(manifest)
+    )
+
+
+def language_mix(manifest: dict) -> str:
+    """'; languages by tokens: python 85%, cpp 11%, ...' from the manifest (older ones have none)."""
+    by_tokens = manifest.get("tokens_by_language") or {}
+    total = sum(by_tokens.values())
+    if not total:
+        return ""
+    parts = [
+        f"{lang} {count / total:.1%}" for lang, count in sorted(by_tokens.items(), key=lambda kv: -kv[1])
+    ]
+    documents = manifest.get("documents_by_language", {})
+    return (
+        "; languages by tokens: "
+        + ", ".join(parts)
+        + " (documents: "
+        + ", ".join(f"{k} {v}" for k, v in documents.items())
+        + ")"
     )
 
 

@@ -1,0 +1,552 @@
+"""Stage 01's document pipeline on datatrove: read, filter, deduplicate, tokenize, in tasks.
+
+    read (local code | Hub | JSONL | parquet) -> readable -> quality -> exact dedup -> decontaminate
+        -> filtered/ parquet + MinHash signatures
+    MinHash buckets -> clusters -> filter           -> documents/ parquet (the kept documents)
+    [the tokenizer is trained here when the recipe names none]
+    tokenize                                         -> tokenized/ parquet (doc_id, input_ids, language)
+
+Each step is a datatrove PipelineStep, so the same recipe runs on a laptop
+(`LocalPipelineExecutor`), on Slurm or on Ray; datatrove's completion markers make a rerun skip
+finished tasks. Every task writes its own `{rank:05d}.parquet`, and later stages read exactly the
+file of their own rank, so MinHash's per-task document indices always line up. Local files are split
+into contiguous ranges, so the kept documents, in rank order, are the same for any number of tasks.
+Dropped documents are written per filter as parquet records (no text) for the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+from .configs import CorpusArguments
+from .corpus_sources import (
+    DOCUMENT_COLUMNS,
+    CorpusError,
+    check_mapping,
+    hub_stream,
+    language_of,
+    local_files,
+    make_document,
+    matches,
+    table_document,
+)
+from .filters import Decontaminator, Drop, ExactDeduplicator, check_quality, code_tokens
+
+logger = logging.getLogger(__name__)
+EXCLUDED_PATH = Drop("excluded_path", "matches exclude_path_patterns")
+NOT_A_FILE = Drop("not_a_regular_file", "a FIFO, socket, device or broken/looping symlink")
+STAGES = ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter")
+
+
+# ----------------------------------------------------------------------------------------------
+# Documents <-> datatrove
+# ----------------------------------------------------------------------------------------------
+
+
+def to_document(row: dict, drop: Drop | None = None, size: int | None = None) -> Document:
+    """A kit document row as a datatrove Document (the row's other columns ride in metadata)."""
+    metadata = {k: row[k] for k in DOCUMENT_COLUMNS if k not in ("doc_id", "text")}
+    metadata["bytes"] = size if size is not None else len(row["text"].encode("utf-8"))
+    if drop is not None:
+        metadata["drop"], metadata["drop_detail"] = drop.reason, drop.detail
+    return Document(text=row["text"], id=row["doc_id"], metadata=metadata)
+
+
+def document_row(writer, document: Document) -> dict:
+    """ParquetWriter adapter: the kit's document columns."""
+    return {
+        "doc_id": document.id,
+        "text": document.text,
+        **{k: document.metadata[k] for k in DOCUMENT_COLUMNS[2:]},
+    }
+
+
+def dropped_record(writer, document: Document, reason: str | None = None) -> dict:
+    """JSONL exclusion-writer adapter: what was dropped, why and how big; never the text."""
+    meta = document.metadata
+    if reason is None:
+        reason = meta.get("filter_reason", "dropped")
+    detail = meta.get("drop_detail", "")
+    if "minhash_cluster_id" in meta:
+        detail = f"in MinHash cluster {meta['minhash_cluster_id']} with an earlier document"
+    return {
+        "doc_id": document.id,
+        "path": meta.get("path", ""),
+        "reason": reason,
+        "detail": detail,
+        "bytes": meta["bytes"],
+    }
+
+
+def rank_files(folder: Path, rank: int) -> list[Path]:
+    """The parquet file one task wrote (writers here never rotate files, so names are the rank)."""
+    return sorted(folder.glob(f"{rank:05d}.parquet"))
+
+
+class RankShardReader(PipelineStep):
+    """Reads back exactly what the task of the same rank wrote in the previous stage."""
+
+    name = "rank shard reader"
+    type = "📖 - READER"
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        import pyarrow.parquet as pq
+
+        for file in rank_files(Path(self.folder), rank):
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=1000):
+                for row in batch.to_pylist():
+                    self.stat_update("documents")
+                    yield to_document(row)
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers
+# ----------------------------------------------------------------------------------------------
+
+
+class LocalCodeReader(PipelineStep):
+    """The recipe's local files (stdlib, site-packages, dir:), a contiguous range per task.
+
+    Files that cannot be documents (not a regular file, an excluded path, not UTF-8) come out as
+    documents marked with the reason, so that the first filter drops and records them."""
+
+    name = "local code reader"
+    type = "📖 - READER"
+
+    def __init__(self, args: CorpusArguments, excluded_file: str):
+        super().__init__()
+        self.args, self.excluded_file = args, excluded_file
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        if data:
+            yield from data
+        excluded = Counter()
+        files = list(local_files(self.args, excluded))
+        if self.args.max_documents is not None:
+            files = files[: self.args.max_documents]
+        if rank == 0:  # every task lists the same files; one writes the count of excluded ones
+            Path(self.excluded_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.excluded_file).write_text(json.dumps(dict(excluded)))
+        start, stop = rank * len(files) // world_size, (rank + 1) * len(files) // world_size
+        for entry in files[start:stop]:
+            self.stat_update("files")
+            yield self.read(entry)
+
+    def read(self, entry) -> Document:
+        file = Path(entry.file)
+        row = make_document(
+            entry.doc_id, "", entry.path, entry.source, entry.package, language_of(entry.path), entry.license
+        )
+        if not file.is_file():  # a FIFO would hang the read, a symlink loop fail it
+            return to_document(row, NOT_A_FILE, 0)
+        if matches(entry.path, self.args.exclude_path_patterns):  # before reading: fixtures may not be UTF-8
+            return to_document(row, EXCLUDED_PATH, file.stat().st_size)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as err:
+            return to_document(row, Drop("unreadable", type(err).__name__), file.stat().st_size)
+        language = language_of(entry.path, text)
+        return to_document(
+            make_document(
+                entry.doc_id, text, entry.path, entry.source, entry.package, language, entry.license
+            )
+        )
+
+
+class HubReader(PipelineStep):
+    """A Hub dataset (or a local dataset folder) streamed through the column mapping; each task
+    reads its share (`datasets.distributed.split_dataset_by_node`)."""
+
+    name = "hub reader"
+    type = "📖 - READER"
+
+    def __init__(self, args: CorpusArguments):
+        super().__init__()
+        self.args = args
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        if data:
+            yield from data
+        mapping = check_mapping(self.args)
+        limit = self.args.max_documents
+        for index, row in enumerate(hub_stream(self.args, rank, world_size)):
+            if limit is not None and index >= -(-limit // world_size):
+                return
+            self.stat_update("rows")
+            yield to_document(
+                table_document(
+                    row, f"{rank}-{index}" if world_size > 1 else index, "hub", self.args.hub_dataset, mapping
+                )
+            )
+
+
+def table_adapter(
+    reader, data: dict, path: str, id_in_file, *, source: str, folder: str, mapping: dict
+) -> dict:
+    """datatrove reader adapter: a JSONL/parquet row as a kit document."""
+    row = table_document(data, f"{path}/{id_in_file}", source, folder, mapping)
+    document = to_document(row)
+    return {"text": document.text, "id": document.id, "metadata": document.metadata}
+
+
+def readers(args: CorpusArguments, work: Path) -> list:
+    from datatrove.pipeline.readers import JsonlReader, ParquetReader
+
+    steps = []
+    if any(s in ("stdlib", "site-packages") or s.startswith("dir:") for s in args.sources):
+        steps.append(LocalCodeReader(args, str(work / "excluded.json")))
+    mapping = check_mapping(args) if any(s == "hub" or ":" in s[:8] for s in args.sources) else {}
+    for source in args.sources:
+        kind, _, folder = source.partition(":")
+        if kind in ("jsonl", "parquet"):
+            if not Path(folder).is_dir():
+                raise CorpusError(f"corpus source {source}: {folder} is not a folder")
+            reader = JsonlReader if kind == "jsonl" else ParquetReader
+            adapter = partial(table_adapter, source=kind, folder=folder, mapping=mapping)
+            steps.append(
+                reader(folder, adapter=adapter, glob_pattern=f"*.{kind}*", limit=args.max_documents or -1)
+            )
+        elif source == "hub":
+            steps.append(HubReader(args))
+    return steps
+
+
+# ----------------------------------------------------------------------------------------------
+# The kit's filters as datatrove filter steps
+# ----------------------------------------------------------------------------------------------
+
+
+def exclusion_writer(work: Path, name: str, reason: str | None = None):
+    """Dropped documents' records (no text), one parquet file per task under dropped/<name>/."""
+    from datatrove.pipeline.writers import ParquetWriter
+
+    adapter = partial(dropped_record, reason=reason)
+    return ParquetWriter(
+        str(work / "dropped" / name),
+        output_filename="${rank}.parquet",
+        adapter=adapter,
+        use_content_defined_chunking=False,
+        max_file_size=-1,
+    )
+
+
+class KitFilter(BaseFilter):
+    """One of the kit's filters, `(doc_id, text) -> Drop | None`, as a datatrove filter."""
+
+    type = "🔻 - FILTER"
+
+    def __init__(self, name: str, make_check, work: Path):
+        super().__init__(exclusion_writer=exclusion_writer(work, name))
+        self.name = name
+        self.make_check = make_check  # built in the task: checks hold state (dedup) or big tables
+        self.check = None
+
+    def filter(self, document: Document) -> bool | tuple[bool, str]:
+        if self.check is None:
+            self.check = self.make_check()
+        drop = self.check(document.id, document.text)
+        if drop is None:
+            return True
+        document.metadata["drop_detail"] = drop.detail
+        return False, drop.reason
+
+
+class ReadableFilter(BaseFilter):
+    """Drops what the reader marked (not a file, an excluded path, not UTF-8), and excluded paths
+    of table sources."""
+
+    name = "readable"
+
+    def __init__(self, work: Path, patterns: list[str]):
+        super().__init__(exclusion_writer=exclusion_writer(work, "readable"))
+        self.patterns = patterns
+
+    def filter(self, document: Document) -> bool | tuple[bool, str]:
+        if "drop" in document.metadata:
+            return False, document.metadata["drop"]
+        if matches(document.metadata["path"], self.patterns):
+            document.metadata["drop_detail"] = EXCLUDED_PATH.detail
+            return False, EXCLUDED_PATH.reason
+        return True
+
+
+def quality_check(args: CorpusArguments):
+    return partial(
+        check_quality,
+        min_bytes=args.min_bytes,
+        max_bytes=args.max_bytes,
+        max_line_length=args.max_line_length,
+        max_mean_line_length=args.max_mean_line_length,
+        min_alnum_fraction=args.min_alnum_fraction,
+    )
+
+
+def call_on_text(check, doc_id: str, text: str):
+    return check(text)
+
+
+def make_quality(args: CorpusArguments):
+    return partial(call_on_text, quality_check(args))
+
+
+def make_decontaminator(problems: list[tuple[str, str, str]], n: int, threshold: float):
+    return Decontaminator(problems, n=n, threshold=threshold)
+
+
+def filter_steps(args: CorpusArguments, work: Path, problems) -> list:
+    """Cheapest first; near-dup (MinHash, after these) last, so that a contaminated file never
+    becomes the representative its copies are measured against."""
+    steps = [
+        ReadableFilter(work, args.exclude_path_patterns),
+        KitFilter("quality", partial(make_quality, args), work),
+        KitFilter("exact_duplicate", ExactDeduplicator, work),
+    ]
+    if problems is not None:
+        make = partial(
+            make_decontaminator, problems, args.decontamination_ngram, args.decontamination_threshold
+        )
+        steps.append(KitFilter("contaminated", make, work))
+    return steps
+
+
+# ----------------------------------------------------------------------------------------------
+# MinHash on code tokens
+# ----------------------------------------------------------------------------------------------
+
+
+class CodeWordTokenizer(WordTokenizer):
+    """Shingles from the kit's code tokens (words and single punctuation marks), not prose words."""
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return code_tokens(text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return text.splitlines()
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+
+def minhash_config(args: CorpusArguments):
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.utils.hashing import HashConfig
+    from datatrove.utils.text import TextNormConfig
+
+    # code is case- and punctuation-sensitive: shingle the code tokens as they are. sha1 because
+    # datatrove's xxhash path hands xxhash a str, which the pinned xxhash refuses.
+    off = TextNormConfig(
+        lowercase=False,
+        norm_whitespace=False,
+        remove_punctuation=False,
+        norm_unicode_diacritics=False,
+        norm_numbers=False,
+    )
+    return MinhashConfig(
+        n_grams=args.shingle_size,
+        num_buckets=args.minhash_buckets,
+        hashes_per_bucket=args.minhash_hashes_per_bucket,
+        seed=args.seed,
+        hash_config=HashConfig(hash_fc="sha1", precision=64),
+        norm_config=off,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizing
+# ----------------------------------------------------------------------------------------------
+
+
+class TokenizeDocuments(PipelineStep):
+    """Adds each document's token ids (no special tokens; packing adds EOS) under the stage's tokenizer."""
+
+    name = "tokenize"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, tokenizer_dir: str, batch_size: int = 512):
+        super().__init__()
+        self.tokenizer_dir, self.batch_size = tokenizer_dir, batch_size
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        from datatrove.utils.batching import batched
+
+        from .tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(self.tokenizer_dir)
+        for batch in batched(data, self.batch_size):
+            encoded = tokenizer([d.text for d in batch], add_special_tokens=False, verbose=False)["input_ids"]
+            for document, ids in zip(batch, encoded, strict=True):
+                document.metadata["input_ids"] = ids
+                self.stat_update("tokens", value=len(ids))
+                yield document
+
+
+def tokenized_row(writer, document: Document) -> dict:
+    return {
+        "doc_id": document.id,
+        "input_ids": document.metadata["input_ids"],
+        "language": document.metadata["language"],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Executors and the pipelines
+# ----------------------------------------------------------------------------------------------
+
+
+def make_executor(
+    args: CorpusArguments, work: Path, name: str, pipeline: list, tasks: int, workers: int, depends=None
+):
+    """A datatrove executor for one stage: local (here), slurm or ray, from the recipe."""
+    logging_dir = str(work / "logs" / name)
+    options = dict(args.executor_options)
+    if args.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(
+            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, depends=depends
+        )
+    if args.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        options.setdefault("job_name", f"codesift-corpus-{name}")
+        return SlurmPipelineExecutor(
+            pipeline, tasks=tasks, logging_dir=logging_dir, depends=depends, **options
+        )
+    if args.executor == "ray":
+        from datatrove.executor import RayPipelineExecutor
+
+        return RayPipelineExecutor(
+            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, depends=depends, **options
+        )
+    raise CorpusError(f"executor {args.executor!r}: use local, slurm or ray")
+
+
+def document_executors(args: CorpusArguments, work: Path, problems) -> list:
+    """filter -> MinHash buckets -> clusters -> filter, each depending on the one before."""
+    from datatrove.pipeline.dedup import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.writers import ParquetWriter
+
+    write_documents = partial(
+        ParquetWriter,
+        adapter=document_row,
+        output_filename="${rank}.parquet",
+        use_content_defined_chunking=False,
+        max_file_size=-1,
+    )
+    first = [*readers(args, work), *filter_steps(args, work, problems)]
+    if not args.near_dedup:
+        return [
+            make_executor(
+                args,
+                work,
+                "filter",
+                [*first, write_documents(str(work / "documents"))],
+                args.tasks,
+                args.workers,
+            )
+        ]
+    config, minhash = minhash_config(args), work / "minhash"
+    signature = MinhashDedupSignature(
+        str(minhash / "signatures"), config=config, language=CodeWordTokenizer()
+    )
+    filtering = make_executor(
+        args,
+        work,
+        "filter",
+        [*first, write_documents(str(work / "filtered")), signature],
+        args.tasks,
+        args.workers,
+    )
+    # one worker: several bucket workers at once hung in datatrove's local executor
+    buckets = make_executor(
+        args,
+        work,
+        "minhash_buckets",
+        [MinhashDedupBuckets(str(minhash / "signatures"), str(minhash / "buckets"), config=config)],
+        config.num_buckets,
+        1,
+        depends=filtering,
+    )
+    cluster = make_executor(
+        args,
+        work,
+        "minhash_cluster",
+        [
+            MinhashDedupCluster(
+                str(minhash / "buckets"), str(minhash / "remove"), config=config, save_cluster_id=True
+            )
+        ],
+        1,
+        1,
+        depends=buckets,
+    )
+    dedup = MinhashDedupFilter(
+        str(minhash / "remove"),
+        exclusion_writer=exclusion_writer(work, "near_duplicate", reason="near_duplicate"),
+        load_cluster_ids=True,
+    )
+    final = make_executor(
+        args,
+        work,
+        "minhash_filter",
+        [RankShardReader(str(work / "filtered")), dedup, write_documents(str(work / "documents"))],
+        args.tasks,
+        args.workers,
+        depends=cluster,
+    )
+    return [filtering, buckets, cluster, final]
+
+
+def tokenize_executor(args: CorpusArguments, work: Path, tokenizer_dir: Path):
+    from datatrove.pipeline.writers import ParquetWriter
+
+    pipeline = [
+        RankShardReader(str(work / "documents")),
+        TokenizeDocuments(str(tokenizer_dir)),
+        ParquetWriter(
+            str(work / "tokenized"),
+            adapter=tokenized_row,
+            output_filename="${rank}.parquet",
+            use_content_defined_chunking=False,
+            max_file_size=-1,
+        ),
+    ]
+    return make_executor(args, work, "tokenize", pipeline, args.tasks, args.workers)
+
+
+def run_executors(executors: list, work: Path) -> bool:
+    """Run (locally) or submit (Slurm, Ray) the chain; True when every task of every stage is done.
+
+    datatrove logs every task at INFO on stderr; that goes to logs/datatrove.log in the work folder
+    (each task's own log is under logs/<stage>/logs/), and one line per stage comes here."""
+    log = work / "logs" / "datatrove.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    local = executors[0].__class__.__name__ == "LocalPipelineExecutor"
+    with open(log, "a", encoding="utf-8") as sink, contextlib.redirect_stderr(sink):
+        for executor in executors if local else executors[-1:]:
+            stage = Path(str(executor.logging_dir.path)).name
+            logger.info("corpus pipeline: %s (%d tasks; log %s)", stage, executor.world_size, log)
+            if local:
+                executor.depends = None  # run in order here, so a failure stops the chain at once
+            executor.run()  # on a cluster: submits the chain, dependencies first
+    return all(not executor.get_incomplete_ranks() for executor in executors)
