@@ -453,3 +453,35 @@ def test_two_workers_give_what_one_gives(tmp_path, planted_corpus):
     one, _ = collect_documents(corpus_args(planted_corpus), None, tmp_path / "one")
     two, _ = collect_documents(corpus_args(planted_corpus, tasks=2, workers=2), None, tmp_path / "two")
     assert one["doc_id"] == two["doc_id"] and len(one) == 5
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_jsonl_and_parquet_folders_are_read_through_the_mapping(tmp_path, kind):
+    import csv
+    import shlex
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / kind
+    folder.mkdir()
+    rows = [
+        {"content": _source(csv), "where": "a/csv.py"},
+        {"content": _source(shlex), "where": "b/shlex.py"},
+    ]
+    if kind == "jsonl":
+        (folder / "part.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), folder / "part.parquet")
+    args = CorpusArguments(
+        sources=[f"{kind}:{folder}"],
+        validation_sets=None,
+        hub_column_mapping={"text": "content", "path": "where"},
+    )
+    documents, stats = collect_documents(args, None, tmp_path / "work")
+    assert list(documents["path"]) == ["a/csv.py", "b/shlex.py"] and set(documents["source"]) == {kind}
+    assert (
+        list(documents["text"]) == [row["content"] for row in rows] and stats.summary()["documents_read"] == 2
+    )
+    with pytest.raises(CorpusError, match="is not a folder"):
+        collect_documents(CorpusArguments(sources=[f"{kind}:{tmp_path / 'none'}"], validation_sets=None))
