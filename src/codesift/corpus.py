@@ -29,10 +29,11 @@ from pathlib import Path
 
 from .configs import CorpusArguments
 from .corpus_sources import DOCUMENT_COLUMNS, CorpusError, check_sources
+from .filters import validation_problems as problem_triples
 from .packing import BlockPacker, split_train_candidates
 from .plots import plot_corpus_lengths, plot_dropped
 from .provenance import changes, make_record, read_record, up_to_date, write_record
-from .tasks import task_names, tokenize_validation_sets
+from .tasks import tokenize_validation_sets
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
 from .utils import atomic_directory, read_json, save_to_disk, set_seed, write_json
 
@@ -109,14 +110,8 @@ def parquet_rows(folder: Path, columns: list[str] | None = None, batch_size: int
 
 
 def validation_problems(validation_sets) -> list[tuple[str, str, str]] | None:
-    """(problem key, prompt, completion) of every task, what decontamination compares against."""
-    if validation_sets is None:
-        return None
-    return [
-        (f"{task}:{row['task_id']}", row["prompt"], row["completion"])
-        for task in task_names(validation_sets)
-        for row in validation_sets[task]
-    ]
+    """The decontamination triples of the validation sets (None without them)."""
+    return None if validation_sets is None else problem_triples(validation_sets)
 
 
 def work_record(args: CorpusArguments, validation_sets) -> dict:

@@ -32,6 +32,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 from .configs import CorpusArguments
 from .corpus_sources import (
     DOCUMENT_COLUMNS,
+    TABLE_SOURCES,
     CorpusError,
     check_mapping,
     hub_stream,
@@ -210,7 +211,7 @@ def readers(args: CorpusArguments, work: Path) -> list:
     steps = []
     if any(s in ("stdlib", "site-packages") or s.startswith("dir:") for s in args.sources):
         steps.append(LocalCodeReader(args, str(work / "excluded.json")))
-    mapping = check_mapping(args) if any(s == "hub" or ":" in s[:8] for s in args.sources) else {}
+    mapping = check_mapping(args) if any(s.startswith(TABLE_SOURCES) for s in args.sources) else {}
     for source in args.sources:
         kind, _, folder = source.partition(":")
         if kind in ("jsonl", "parquet"):

@@ -101,6 +101,15 @@ class ExactDeduplicator:
 # ----------------------------------------------------------------------------------------------
 
 
+def validation_problems(dataset_dict) -> list[tuple[str, str, str]]:
+    """(problem key, prompt, completion) of every task: what decontamination compares against."""
+    return [
+        (f"{task}:{row['task_id']}", row["prompt"], row["completion"])
+        for task in task_names(dataset_dict)
+        for row in dataset_dict[task]
+    ]
+
+
 def ngram_hashes(tokens: list[str], n: int) -> list[int]:
     return [hash(tuple(tokens[i : i + n])) for i in range(len(tokens) - n + 1)]
 
@@ -133,13 +142,7 @@ class Decontaminator:
 
     @classmethod
     def from_validation_sets(cls, dataset_dict, n: int = 13, threshold: float = 0.5) -> Decontaminator:
-
-        problems = [
-            (f"{task}:{row['task_id']}", row["prompt"], row["completion"])
-            for task in task_names(dataset_dict)
-            for row in dataset_dict[task]
-        ]
-        return cls(problems, n=n, threshold=threshold)
+        return cls(validation_problems(dataset_dict), n=n, threshold=threshold)
 
     def __call__(self, doc_id: str, text: str) -> Drop | None:
         tokens = code_tokens(text)
