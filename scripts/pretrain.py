@@ -38,19 +38,21 @@ def main(
     logger.info("model, checkpoints, card and plots/training_curves.png in %s", training_args.output_dir)
 
 
-def command_line() -> list[str]:
-    """The arguments; a dry run plans a GPU recipe on any machine, so TrainingArguments is told the
-    CPU is meant (it refuses bf16 without a GPU, and the plan reads only sizes from it)."""
-    args = sys.argv[1:]
-    if "--dry_run" in args and args[args.index("--dry_run") + 1 :][:1] in (["true"], ["True"], ["1"]):
-        args += ["--use_cpu", "true"]
-    return args
+def parse_command_line(args: list[str] | None = None):
+    """The arguments. A dry run plans a GPU recipe on any machine, so TrainingArguments is told the
+    CPU is meant (it refuses bf16 without a GPU, and the plan reads only sizes from it). Whether it
+    is a dry run is read from the parsed arguments (`--dry_run`, `--dry_run true`, or the YAML)."""
+    args = list(sys.argv[1:] if args is None else args)
+    planned = parse_args(
+        ModelArguments, PretrainArguments, TrainingArguments, args=[*args, "--use_cpu", "true"]
+    )
+    if planned[1].dry_run:
+        return planned
+    return parse_args(ModelArguments, PretrainArguments, TrainingArguments, args=args)
 
 
 if __name__ == "__main__":
     with report_errors():
-        model_args, pretrain_args, training_args = parse_args(
-            ModelArguments, PretrainArguments, TrainingArguments, args=command_line()
-        )
+        model_args, pretrain_args, training_args = parse_command_line()
         setup_logging(training_args)
         main(model_args, pretrain_args, training_args)

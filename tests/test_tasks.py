@@ -189,7 +189,7 @@ def test_custom_jsonl_errors_name_file_and_row(tmp_path, rows, raw, message):
 
 
 def test_unknown_task_and_missing_file_are_clear(tmp_path):
-    with pytest.raises(KeyError, match="unknown task 'humaneval_plus'"):
+    with pytest.raises(TaskDataError, match="unknown task 'humaneval_plus'"):
         build_validation_sets(["humaneval_plus"])
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         build_validation_sets(["mbpp"], {"mbpp": str(tmp_path / "nope.jsonl")})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CodesiftError
 from .filters import code_tokens
 from .findings import (
     agreement,
@@ -501,7 +502,7 @@ def run_analysis_stage(args) -> Path:
     scored = load_scores(args.influence_dir)
     method_scores = {k: v for k, v in scored.items() if k[1] == args.method}
     if not method_scores:
-        raise ValueError(
+        raise CodesiftError(
             f"no {args.method} scores under {args.influence_dir}: run scripts/compute_influence.py"
         )
     last = max(method_scores)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from .errors import ConfigError
+
 
 class LogHistoryCallback(TrainerCallback):
     """Appends every log (train loss, each task's eval loss, lr) to `<output_dir>/log_history.jsonl`
@@ -54,7 +56,7 @@ CALLBACKS: dict[str, type[TrainerCallback] | str] = {
 def check_callback_names(names: list[str], kwargs: dict | None = None) -> None:
     unknown = [name for name in [*names, *(kwargs or {})] if name not in CALLBACKS]
     if unknown:
-        raise ValueError(f"unknown callback(s) {unknown}; known: {', '.join(CALLBACKS)}")
+        raise ConfigError(f"unknown callback(s) {unknown}; known: {', '.join(CALLBACKS)}")
 
 
 def get_callbacks(names: list[str], kwargs: dict | None = None) -> list[TrainerCallback]:

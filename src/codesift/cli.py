@@ -13,10 +13,13 @@ import os
 import sys
 from collections.abc import Iterator
 
+from .errors import CodesiftError
+
 # Imported inside the functions that use them (heavy or optional): datasets, transformers.
 
-# Every stage's own error class derives from ValueError (TaskDataError, CorpusError, PretrainError, ...).
-KNOWN_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError)
+# The kit's own errors (every stage's error class derives from CodesiftError), and the file-system
+# errors that name the path a user gave; a ValueError or KeyError from anywhere else is a bug.
+KNOWN_ERRORS = (CodesiftError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -32,7 +35,9 @@ def debug_requested(argv: list[str] | None = None) -> bool:
 
 def error_line(err: BaseException) -> str:
     """The one line a user sees for a known error (KeyError's str() would add quotes)."""
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    message = str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        message = f"{err.strerror}: {err.filename}"
     return f"error: {message} (run with --debug for the traceback)"
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import ConfigError
 
 # Imported inside the functions that use them (heavy or optional): transformers, trl.
 
@@ -89,6 +92,13 @@ class CorpusArguments:
     )
     max_documents: int | None = field(
         default=None, metadata={"help": "Read at most this many files (tables: rows, per task)."}
+    )
+    skip_bad_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "jsonl:/parquet: sources: drop a row that is not JSON or has no text (counted as "
+            "bad_row in the manifest, logged) instead of stopping with an error naming file and line."
+        },
     )
     # --- filters ---
     min_bytes: int = 200
@@ -193,7 +203,18 @@ class PretrainArguments:
         },
     )
     auto_resume: bool = field(
-        default=True, metadata={"help": "Resume from the last checkpoint in output_dir."}
+        default=True,
+        metadata={
+            "help": "Resume from the last checkpoint in output_dir, if the run there was made from the "
+            "same arguments and inputs (else an error names what changed)."
+        },
+    )
+    start_over: bool = field(
+        default=False,
+        metadata={
+            "help": "When output_dir holds a run made from other arguments or inputs, remove its "
+            "checkpoints and train anew instead of refusing."
+        },
     )
     dry_run: bool = field(
         default=False,
@@ -563,8 +584,36 @@ def parse_args(*dataclass_types, args: list[str] | None = None):
     for action in parser._actions:  # dict-valued keys take JSON on the command line
         if action.type is dict:
             action.type = json_object
-    parsed = parser.parse_args_and_config(args)
+    args = list(sys.argv[1:] if args is None else args)
+    config = args[args.index("--config") + 1] if "--config" in args[:-1] else None
+    if config is not None:
+        read_recipe(config)  # a broken YAML is a one-line error naming file, line and column
+    try:
+        parsed = parser.parse_args_and_config(args)
+    except ValueError as err:  # unknown keys, or a value the dataclasses refuse
+        raise ConfigError(f"{config or 'command line'}: {err}") from err
     return parsed[0] if len(dataclass_types) == 1 else parsed
+
+
+def read_recipe(path: str) -> dict:
+    """A recipe YAML as a mapping, or a ConfigError naming the file (and line and column)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from err
+    try:
+        config = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({err.problem or err.context})") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a recipe is a YAML mapping of key: value, got {type(config).__name__}")
+    return config
 
 
 def json_object(text: str) -> dict:
@@ -596,7 +645,7 @@ def replace_fields(configs: tuple, overrides: dict) -> tuple:
     unknown = set(overrides) - set().union(*fields)
     if unknown:
         names = ", ".join(type(c).__name__ for c in configs)
-        raise ValueError(f"{names} has no field(s) {sorted(unknown)}")
+        raise ConfigError(f"{names} has no field(s) {sorted(unknown)}")
     return tuple(
         dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in names})
         for config, names in zip(configs, fields, strict=True)
@@ -634,7 +683,7 @@ def stage_arguments(stage: str) -> tuple:
         "analyze": (AnalysisArguments,),
     }
     if stage not in stages:
-        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")
     return stages[stage]
 
 
@@ -645,7 +694,7 @@ def stage_of_recipe(name: str) -> str:
     stem = Path(name).name.removesuffix(".yaml")
     matches = [stage for stage in STAGES if stem == stage or stem.startswith(stage + "_")]
     if not matches:
-        raise ValueError(f"recipe {name!r} names no stage; call it <stage>.yaml or <stage>_<variant>.yaml "
+        raise ConfigError(f"recipe {name!r} names no stage; call it <stage>.yaml or <stage>_<variant>.yaml "
                          f"with a stage of {', '.join(STAGES)}")  # fmt: skip
     return max(matches, key=len)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .configs import CorpusArguments
 from .corpus_sources import DOCUMENT_COLUMNS, CorpusError, check_sources
+from .errors import CodesiftError
 from .filters import validation_problems as problem_triples
 from .packing import BlockPacker, split_train_candidates
 from .plots import plot_corpus_lengths, plot_dropped
@@ -436,7 +437,10 @@ def corpus_record(args: CorpusArguments) -> dict:
         except PackageNotFoundError:
             return None
 
-    folders = {source: source[4:] for source in args.sources if source.startswith("dir:")}
+    # every local folder a source reads (dir:, jsonl:, parquet:) is stamped, so a changed file redoes the corpus
+    folders = {source: source.partition(":")[2] for source in args.sources if ":" in source}
+    if args.hub_dataset and Path(args.hub_dataset).exists():
+        folders["hub_dataset"] = args.hub_dataset
     how = ("output_dir", "work_dir", "keep_work_dir", "executor", "workers", "executor_options")
     arguments = {k: v for k, v in vars(args).items() if k not in how}
     return make_record(
@@ -459,13 +463,20 @@ def run_corpus_stage(args: CorpusArguments) -> dict:
     set_seed(args.seed)
     validation_sets = load_validation_sets(args.validation_sets)  # checked before anything is written
     work = corpus_work_dir(args)
-    with atomic_directory(args.output_dir) as tmp:
-        manifest = build_corpus(args, tmp, validation_sets, work)
-        documents = load_from_disk(str(tmp / "documents"))
-        blocks = load_from_disk(str(tmp / "blocks"))["train"]
-        plot_corpus_lengths(documents["num_tokens"], blocks, args.seq_len, tmp / "plots" / "lengths.png")
-        plot_dropped(manifest, tmp / "plots" / "dropped.png")
-        write_record(tmp, record)
+    try:
+        with atomic_directory(args.output_dir) as tmp:
+            manifest = build_corpus(args, tmp, validation_sets, work)
+            documents = load_from_disk(str(tmp / "documents"))
+            blocks = load_from_disk(str(tmp / "blocks"))["train"]
+            plot_corpus_lengths(documents["num_tokens"], blocks, args.seq_len, tmp / "plots" / "lengths.png")
+            plot_dropped(manifest, tmp / "plots" / "dropped.png")
+            write_record(tmp, record)
+    except CodesiftError:
+        # a bad input: fixing it changes the arguments or inputs, so nothing here would be resumed
+        # (an interrupted or crashed run keeps its work folder, and the rerun resumes there)
+        if not args.keep_work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     if not args.keep_work_dir:
         shutil.rmtree(work, ignore_errors=True)
     return manifest

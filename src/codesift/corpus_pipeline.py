@@ -196,18 +196,83 @@ class HubReader(PipelineStep):
             )
 
 
-def table_adapter(
-    reader, data: dict, path: str, id_in_file, *, source: str, folder: str, mapping: dict
-) -> dict:
-    """datatrove reader adapter: a JSONL/parquet row as a kit document."""
-    row = table_document(data, f"{path}/{id_in_file}", source, folder, mapping)
-    document = to_document(row)
-    return {"text": document.text, "id": document.id, "metadata": document.metadata}
+class TableRows:
+    """A JSONL/parquet row as a kit document, where a bad row (broken JSON, no text, a missing
+    column) is an error naming file and line, or with `skip_bad_rows` a document marked to be
+    dropped (the readable filter drops it, so the manifest counts it under `bad_row`)."""
+
+    def __init__(self, source: str, folder: str, mapping: dict, skip_bad_rows: bool):
+        self.source, self.folder, self.mapping, self.skip = source, folder, mapping, skip_bad_rows
+
+    def where(self, path: str, index: int) -> str:
+        return f"{Path(self.folder) / path}, {'line' if self.source == 'jsonl' else 'row'} {index + 1}"
+
+    def document(self, data: dict | None, path: str, index: int, problem: str | None = None) -> Document:
+        if problem is None:
+            text = data.get(self.mapping["text"]) if isinstance(data, dict) else None
+            if not isinstance(data, dict):
+                problem = f"expected a JSON object, got {type(data).__name__}"
+            elif self.mapping["text"] in data and not (isinstance(text, str) and text.strip()):
+                problem = f"empty or non-text {self.mapping['text']!r} column"
+        if problem is None:
+            try:
+                return to_document(
+                    table_document(data, f"{path}/{index}", self.source, self.folder, self.mapping)
+                )
+            except CorpusError as err:
+                problem = str(err)
+        if not self.skip:
+            raise CorpusError(f"{self.where(path, index)}: {problem} (skip_bad_rows: true drops such rows)")
+        logger.warning("dropping %s: %s", self.where(path, index), problem)
+        row = make_document(f"{self.source}:{self.folder}/{path}/{index}", " ", path, self.source,
+                            self.folder, "unknown", "unknown")  # fmt: skip
+        return to_document(row, Drop("bad_row", f"{self.where(path, index)}: {problem}"), size=0)
+
+
+def strict_jsonl_reader(folder: str, rows: TableRows, limit: int):
+    """datatrove's JsonlReader, but a line that is not JSON is not skipped without a word."""
+    import orjson
+    from datatrove.pipeline.readers import JsonlReader
+
+    class StrictJsonlReader(JsonlReader):
+        def read_file(self, filepath: str):
+            with self.data_folder.open(filepath, "r", compression=self.compression) as handle:
+                try:
+                    for index, line in enumerate(handle):
+                        if not line.strip():
+                            continue
+                        try:
+                            data, problem = orjson.loads(line), None
+                        except orjson.JSONDecodeError as err:
+                            data, problem = None, f"broken JSON ({err})"
+                        yield rows.document(data, filepath, index, problem)
+                except (EOFError, UnicodeDecodeError, OSError) as err:  # a cut or damaged .gz, not UTF-8
+                    raise CorpusError(
+                        f"{Path(folder) / filepath}: cannot be read to its end ({err})"
+                    ) from None
+
+    return StrictJsonlReader(folder, glob_pattern="*.jsonl*", limit=limit)
+
+
+def strict_parquet_reader(folder: str, rows: TableRows, limit: int):
+    """datatrove's ParquetReader, but a row without text is not skipped without a word."""
+    from datatrove.pipeline.readers import ParquetReader
+
+    class StrictParquetReader(ParquetReader):
+        def read_file(self, filepath: str):
+            import pyarrow.parquet as pq
+
+            with self.data_folder.open(filepath, "rb") as handle, pq.ParquetFile(handle) as table:
+                index = 0
+                for batch in table.iter_batches(batch_size=self.batch_size):
+                    for data in batch.to_pylist():
+                        yield rows.document(data, filepath, index)
+                        index += 1
+
+    return StrictParquetReader(folder, glob_pattern="*.parquet*", limit=limit, read_metadata=True)
 
 
 def readers(args: CorpusArguments, work: Path) -> list:
-    from datatrove.pipeline.readers import JsonlReader, ParquetReader
-
     steps = []
     if any(s in ("stdlib", "site-packages") or s.startswith("dir:") for s in args.sources):
         steps.append(LocalCodeReader(args, str(work / "excluded.json")))
@@ -217,11 +282,9 @@ def readers(args: CorpusArguments, work: Path) -> list:
         if kind in ("jsonl", "parquet"):
             if not Path(folder).is_dir():
                 raise CorpusError(f"corpus source {source}: {folder} is not a folder")
-            reader = JsonlReader if kind == "jsonl" else ParquetReader
-            adapter = partial(table_adapter, source=kind, folder=folder, mapping=mapping)
-            steps.append(
-                reader(folder, adapter=adapter, glob_pattern=f"*.{kind}*", limit=args.max_documents or -1)
-            )
+            reader = strict_jsonl_reader if kind == "jsonl" else strict_parquet_reader
+            rows = TableRows(kind, folder, mapping, args.skip_bad_rows)
+            steps.append(reader(folder, rows, limit=args.max_documents or -1))
         elif source == "hub":
             steps.append(HubReader(args))
     return steps

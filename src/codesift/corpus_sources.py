@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .configs import CorpusArguments
+from .errors import CodesiftError
 
 DOCUMENT_COLUMNS = ["doc_id", "text", "path", "source", "package", "language", "license", "sha256"]
 LANGUAGE_BY_EXTENSION = {
@@ -48,7 +49,7 @@ FILE_SOURCES = ("stdlib", "site-packages", "dir:")
 TABLE_SOURCES = ("hub", "jsonl:", "parquet:")
 
 
-class CorpusError(ValueError):
+class CorpusError(CodesiftError):
     """A corpus recipe or source that cannot be built."""
 
 
@@ -237,8 +238,16 @@ def table_document(row: dict, index, source: str, name: str, mapping: dict) -> d
     )
 
 
+MAPPED_COLUMNS = ("text", "path", "license", "language", "package")
+
+
 def check_mapping(args: CorpusArguments) -> dict:
     mapping = dict(args.hub_column_mapping)
+    unknown = sorted(set(mapping) - set(MAPPED_COLUMNS))
+    if unknown:
+        raise CorpusError(
+            f"hub_column_mapping has unknown key(s) {unknown}; its keys are our columns {', '.join(MAPPED_COLUMNS)}"
+        )
     if "text" not in mapping:
         raise CorpusError("hub_column_mapping must name the column that holds the text (key 'text')")
     return mapping

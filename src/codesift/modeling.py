@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ConfigError
 from .generation import generate_completions
 
 # Imported inside the functions that use them (heavy or optional): torch, transformers.
@@ -57,7 +58,7 @@ def build_model_config(preset: str, tokenizer, overrides: dict | None = None):
     from transformers import LlamaConfig
 
     if preset not in MODEL_PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; presets: {', '.join(MODEL_PRESETS)}")
+        raise ConfigError(f"unknown model preset {preset!r}; presets: {', '.join(MODEL_PRESETS)}")
     fields = {
         **MODEL_PRESETS[preset],
         "vocab_size": len(tokenizer),
@@ -69,7 +70,7 @@ def build_model_config(preset: str, tokenizer, overrides: dict | None = None):
     }
     unknown = [key for key in overrides or {} if not hasattr(LlamaConfig(), key)]
     if unknown:
-        raise ValueError(f"model_overrides has keys LlamaConfig does not know: {unknown}")
+        raise ConfigError(f"model_overrides has keys LlamaConfig does not know: {unknown}")
     return LlamaConfig(**fields)
 
 

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from .errors import CodesiftError
 from .utils import stable_seed
 
 
@@ -18,7 +19,7 @@ class BlockPacker:
 
     def __init__(self, seq_len: int, eos_token_id: int):
         if seq_len < 2:
-            raise ValueError(f"seq_len must be at least 2, got {seq_len}")
+            raise CodesiftError(f"seq_len must be at least 2, got {seq_len}")
         self.seq_len, self.eos = seq_len, eos_token_id
         self.buffer: list[int] = []
         self.buffer_docs: list[str] = []
@@ -65,7 +66,7 @@ def pack_documents(documents: Iterable[tuple[str, list[int]]], seq_len: int, eos
 def split_train_candidates(n_blocks: int, num_candidates: int, seed: int) -> tuple[list[int], list[int]]:
     """Seeded, disjoint block indices: the training part and the candidate pool scored later."""
     if not 0 < num_candidates < n_blocks:
-        raise ValueError(
+        raise CodesiftError(
             f"num_candidates={num_candidates} must be between 1 and the number of blocks - 1 "
             f"({n_blocks} blocks were packed); lower it or add documents"
         )

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import CodesiftError
+
 logger = logging.getLogger(__name__)
 
 RECORD = "provenance.json"
@@ -36,12 +38,16 @@ def path_stamp(path: str | os.PathLike | None) -> str | None:
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not derived(p))
     for file in files:
-        stat = file.stat()
         digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        if stat.st_size < SMALL_FILE:
-            digest.update(file.read_bytes())
-        else:
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        try:
+            stat = file.stat()
+            digest.update(
+                file.read_bytes()
+                if stat.st_size < SMALL_FILE
+                else f"{stat.st_size}:{stat.st_mtime_ns}".encode()
+            )
+        except OSError as err:
+            raise CodesiftError(f"cannot read input {file}: {err.strerror}") from None
     return digest.hexdigest()[:16]
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
+from .errors import CodesiftError
+
 # Imported inside the functions that use them (heavy or optional): torch, transformers.
 
 RATER_KINDS = ("lm", "classifier")
@@ -25,7 +27,7 @@ DEFAULT_PROMPT = (
 )
 
 
-class RaterError(ValueError):
+class RaterError(CodesiftError):
     """A rater that cannot score: unknown kind, a model of the wrong type, no answer tokens."""
 
 

@@ -12,6 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+from .errors import CodesiftError
+
 
 def replace_block(text: str, name: str, body: str) -> str:
     """`text` with the lines between `<!-- name:start ... -->` and `<!-- name:end -->` replaced by
@@ -19,7 +21,7 @@ def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:start[^\n]*-->\n)(.*?)(<!-- {name}:end -->)", re.DOTALL)
     found = pattern.findall(text)
     if len(found) != 1:
-        raise ValueError(
+        raise CodesiftError(
             f"expected one '<!-- {name}:start' ... '<!-- {name}:end -->' block, found {len(found)}"
         )
     return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(3), text)

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .dsir import importance_log_weights, resample
+from .errors import CodesiftError
 from .influence.scoring import load_candidates
 from .plots import plot_package_shares, plot_selection_histogram
 from .utils import atomic_directory, save_to_disk, set_seed, write_json
@@ -58,7 +59,7 @@ AGGREGATES = ("mean_z", "min", "max", "weighted")
 SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "quantile", "middle")
 
 
-class SelectionError(ValueError):
+class SelectionError(CodesiftError):
     """A selection input that cannot work; raised before anything is written."""
 
 

@@ -16,12 +16,14 @@ import json
 import os
 import random
 import re
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from .errors import CodesiftError
 from .plots import plot_task_sizes
 from .provenance import make_record, up_to_date, write_record
 from .utils import atomic_directory, read_json, save_to_disk, stable_seed, write_json
@@ -36,7 +38,7 @@ HUMANEVAL_X_HUB_ID = "THUDM/humaneval-x"
 HUMANEVAL_X_LANGUAGES = ("cpp", "java", "js", "python", "go", "rust")
 
 
-class TaskDataError(ValueError):
+class TaskDataError(CodesiftError):
     """A task file (or row in it) that cannot become a validation problem."""
 
 
@@ -75,6 +77,14 @@ def read_located_records(path: str | os.PathLike) -> list[tuple[str, dict]]:
         raise TaskDataError(
             f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
         ) from None
+    except gzip.BadGzipFile as err:
+        raise TaskDataError(f"{path}: not a gzip file ({err}); name it without .gz or compress it") from None
+    except (EOFError, zlib.error) as err:
+        raise TaskDataError(
+            f"{path}: the gzip data is cut short or damaged ({err}); download it again"
+        ) from None
+    except PermissionError as err:
+        raise TaskDataError(f"{path}: cannot be read ({err.strerror})") from None
     if path.name.endswith((".json", ".json.gz")):
         try:
             rows = json.loads(text)
@@ -183,7 +193,7 @@ HUMANEVAL_X_PROMPT_FIELDS = {"rust": ("declaration", "prompt")}
 def load_humaneval_x(source: str, language: str) -> list[dict]:
     """One language of HumanEval-X from a folder of humaneval_<lang>.jsonl.gz files or the Hub id."""
     if language not in HUMANEVAL_X_LANGUAGES:
-        raise ValueError(
+        raise TaskDataError(
             f"HumanEval-X has no language {language!r}; known: {', '.join(HUMANEVAL_X_LANGUAGES)}"
         )
     if looks_like_local_path(source):
@@ -300,7 +310,7 @@ def task_loader(name: str, task_sources: dict, custom_tasks: dict) -> Callable[[
         language = name.removeprefix("humaneval_x_")
         return lambda: load_humaneval_x(task_sources.get("humaneval_x", HUMANEVAL_X_HUB_ID), language)
     known = ["humaneval", "mbpp", *(f"humaneval_x_{lang}" for lang in HUMANEVAL_X_LANGUAGES), *custom_tasks]
-    raise KeyError(
+    raise TaskDataError(
         f"unknown task {name!r}; known tasks: {', '.join(known)} (add your own under custom_tasks)"
     )
 
@@ -335,7 +345,7 @@ def split_select_report(rows: list[dict], select_fraction: float, seed: int, tas
     `select_fraction` = 0 is the paper's mode: no split, the same problems serve both.
     """
     if not 0 <= select_fraction < 1:
-        raise ValueError(f"select_fraction must be in [0, 1), got {select_fraction}")
+        raise TaskDataError(f"select_fraction must be in [0, 1), got {select_fraction}")
     if select_fraction == 0:
         return rows, rows
     order = list(range(len(rows)))
@@ -370,7 +380,7 @@ def build_validation_sets(
     `select_fraction` > 0, `<task>_select` and `<task>_report`."""
     task_sources, custom_tasks = dict(task_sources or {}), dict(custom_tasks or {})
     tasks = list(tasks)
-    check_task_arguments(tasks, custom_tasks, max_problems_per_task, select_fraction)
+    check_task_arguments(tasks, custom_tasks, max_problems_per_task, select_fraction, task_sources)
     result = ValidationSetsResult()
     result.metadata = {
         "seed": seed,
@@ -410,11 +420,22 @@ def build_validation_sets(
 BUILTIN_TASKS = ("humaneval", "mbpp", *(f"humaneval_x_{lang}" for lang in HUMANEVAL_X_LANGUAGES))
 
 
-def check_task_arguments(tasks: list[str], custom_tasks: dict, max_problems, select_fraction) -> None:
-    """Every argument of the stage checked before anything is read: names that would overwrite
-    each other's splits, and counts or fractions that would leave a part empty."""
+TASK_SOURCE_KEYS = ("humaneval", "mbpp", "humaneval_x")
+
+
+def check_task_arguments(
+    tasks: list[str], custom_tasks: dict, max_problems, select_fraction, task_sources: dict | None = None
+) -> None:
+    """Every argument of the stage checked before anything is read: source keys it would ignore,
+    names that would overwrite each other's splits, counts or fractions that would leave a part empty."""
     if not tasks:
         raise TaskDataError("tasks is empty: name at least one task")
+    unknown = sorted(set(task_sources or {}) - set(TASK_SOURCE_KEYS))
+    if unknown:  # a typo would otherwise fall back to the Hub without a word
+        raise TaskDataError(
+            f"task_sources has unknown key(s) {unknown}; its keys are {', '.join(TASK_SOURCE_KEYS)} "
+            f"(your own tasks go under custom_tasks)"
+        )
     repeated = sorted({t for t in tasks if tasks.count(t) > 1})
     if repeated:
         raise TaskDataError(f"tasks lists {repeated} more than once")
@@ -448,11 +469,11 @@ def task_names(dataset_dict) -> list[str]:
 def task_part(dataset_dict, task: str, part: str | None = None):
     """One task's `select` or `report` part; the whole task when it was not split (paper mode)."""
     if part is not None and part not in PARTS:
-        raise ValueError(f"part must be one of {PARTS} or None, got {part!r}")
+        raise TaskDataError(f"part must be one of {PARTS} or None, got {part!r}")
     if part and f"{task}_{part}" in dataset_dict:
         return dataset_dict[f"{task}_{part}"]
     if task not in dataset_dict:
-        raise KeyError(f"no task {task!r} in the validation sets; tasks: {task_names(dataset_dict)}")
+        raise TaskDataError(f"no task {task!r} in the validation sets; tasks: {task_names(dataset_dict)}")
     return dataset_dict[task]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .errors import CodesiftError
+
 # Imported inside the functions that use them (heavy or optional): tokenizers, transformers.
 
 BOS_TOKEN, EOS_TOKEN, PAD_TOKEN = "<s>", "</s>", "<pad>"
@@ -44,7 +46,7 @@ def load_tokenizer(name_or_path: str):
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     if tokenizer.eos_token_id is None:
-        raise ValueError(
+        raise CodesiftError(
             f"tokenizer {name_or_path!r} has no EOS token, which packing needs between documents"
         )
     if tokenizer.pad_token is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import torch
 from transformers import Trainer
 
 from .callbacks import ScheduleRecorderCallback, check_callback_names, get_callbacks
+from .errors import CodesiftError
 from .modeling import ASSUMED_PRESETS, build_model, build_model_config, count_parameters
 from .plots import plot_training_curves
+from .provenance import make_record, read_record, write_record
 from .tasks import task_names, task_part
 from .tokenizer import load_tokenizer
 from .utils import set_seed
@@ -28,7 +31,7 @@ from .utils import set_seed
 logger = logging.getLogger(__name__)
 
 
-class PretrainError(ValueError):
+class PretrainError(CodesiftError):
     """A pretraining input that cannot work; raised before any training starts."""
 
 
@@ -305,15 +308,86 @@ def dry_run_plan(model_args, pretrain_args, training_args, gpu_counts=(1, 8, 64)
     )
 
 
+# What makes a run's result: a rerun that resumes or reuses a run must have the same of these.
+RUN_TRAINING_FIELDS = (
+    "seed", "data_seed", "learning_rate", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
+    "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio",
+    "optim", "bf16", "fp16",
+)  # fmt: skip
+RUN_PRETRAIN_FIELDS = ("blocks", "blocks_split", "continue_from")
+
+
+def run_record(model_args, pretrain_args, training_args) -> dict:
+    """The arguments and input stamps of a pretraining run (its provenance.json), taken before a
+    continued run adds the checkpoint's step to max_steps."""
+    arguments = {
+        "model": vars(model_args),
+        "pretrain": {name: getattr(pretrain_args, name) for name in RUN_PRETRAIN_FIELDS},
+        # the schedule's length, not max_steps: a run stopped early (schedule_total_steps) and
+        # resumed to its end is one run
+        "schedule": {"length": pretrain_args.schedule_total_steps or training_args.max_steps},
+        "training": {
+            name: getattr(training_args, name) for name in RUN_TRAINING_FIELDS if hasattr(training_args, name)
+        },
+    }
+    local = {name: path for name, path in (("blocks", pretrain_args.blocks),
+             ("tokenizer", model_args.tokenizer_name_or_path)) if path and Path(path).exists()}  # fmt: skip
+    return make_record(arguments, local)
+
+
+def check_run_record(output_dir: str, record: dict, start_over: bool) -> bool:
+    """Whether the run in `output_dir` may be resumed: yes when it was made from `record`. A run
+    made otherwise is an error naming what changed, or, with `start_over`, its checkpoints are
+    removed (False: start fresh). A run from before records were kept is resumed with a warning."""
+    saved = read_record(output_dir)
+    if saved is None:
+        logger.warning(
+            "%s holds checkpoints but no record of their arguments; resuming them as they are", output_dir
+        )
+        return True
+    changed = changed_arguments(saved, record)
+    if not changed:
+        return True
+    if not start_over:
+        raise PretrainError(
+            f"{output_dir} holds a run made with other {', '.join(changed)}; resuming it would mix two runs. "
+            f"Use another output_dir, or --start_over true to remove its checkpoints and train anew"
+        )
+    logger.info("starting over in %s: %s changed", output_dir, ", ".join(changed))
+    for checkpoint in Path(output_dir).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    return False
+
+
+def changed_arguments(saved: dict, record: dict) -> list[str]:
+    """The argument names (and, marked so, the inputs) that differ between two run records."""
+    names = []
+    for part in ("model", "pretrain", "training", "schedule"):
+        old, new = saved["arguments"].get(part, {}), record["arguments"].get(part, {})
+        names += [key if part != "schedule" else "max_steps (schedule length)"
+                  for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]  # fmt: skip
+    old, new = saved.get("inputs", {}), record.get("inputs", {})
+    return names + [f"{key} contents" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
 def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()) -> dict:
     """The whole stage: plan the start, build, train, save the final model, state and card.
     Returns the final metrics (train and each task's eval loss)."""
     set_seed(training_args.seed)
     check_callback_names(pretrain_args.callbacks, pretrain_args.callback_kwargs)  # even for a finished run
+    record = run_record(model_args, pretrain_args, training_args)
+    own = last_checkpoint(training_args.output_dir) if pretrain_args.auto_resume else None
+    if own and not training_args.resume_from_checkpoint:
+        pretrain_args.auto_resume = check_run_record(
+            training_args.output_dir, record, pretrain_args.start_over
+        )
     start = plan_start(model_args, pretrain_args, training_args)
     if start.resume_from and read_checkpoint_schedule(Path(start.resume_from))[0] >= training_args.max_steps:
         return finished_run_metrics(training_args.output_dir, start.resume_from)
     trainer = build_trainer(model_args, pretrain_args, training_args, start, extra_callbacks)
+    if trainer.is_world_process_zero():  # after every input was checked: a refused start writes nothing
+        write_record(training_args.output_dir, record)
     logger.info(
         "training %s parameters on %d process(es) from step %d to %d (schedule of %d steps)%s",
         f"{sum(p.numel() for p in trainer.model.parameters()):,}",

@@ -20,30 +20,82 @@ import numpy as np
 # Imported inside the functions that use them (heavy or optional): datasets, torch.
 
 
+# Written into every folder the kit makes whole, so that a rerun knows the folder is the kit's to
+# replace. A folder without it (and without a provenance record) is the user's: never removed.
+KIT_MARK = ".codesift"
+
+
 @contextlib.contextmanager
 def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `final_path`; on success it replaces `final_path` whole.
 
     An interrupted or failed build leaves the previous output (if any) untouched and removes its
-    half-written folder, so a reader never sees a mix of two runs.
+    half-written folder, so a reader never sees a mix of two runs. What `final_path` holds is
+    checked first: a file, or a folder the kit did not write, is an error before any work.
+    Temporary folders left by a killed run (its process gone) are removed on the way in.
     """
     final_path = Path(final_path)
+    check_replaceable(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_stale_siblings(final_path)
+    tmp = final_path.with_name(f".{final_path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
         with terminate_as_interrupt():
             yield tmp
+        (tmp / KIT_MARK).write_text("written by codesift; a rerun may replace this folder whole\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
     if final_path.exists():
-        old = final_path.with_name(f".{final_path.name}.old-{uuid.uuid4().hex[:8]}")
+        old = final_path.with_name(f".{final_path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         final_path.rename(old)
     tmp.rename(final_path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def kit_folder(path: Path) -> bool:
+    """A folder the kit wrote (its mark, or a provenance record from before the mark), or an empty one."""
+    return (path / KIT_MARK).exists() or (path / "provenance.json").exists() or not any(path.iterdir())
+
+
+def check_replaceable(final_path: Path) -> None:
+    """Refuse, before any work, an output path that holds a file or a folder the kit did not write."""
+    from .errors import OutputFolderError
+
+    if final_path.is_symlink() or (final_path.exists() and not final_path.is_dir()):
+        raise OutputFolderError(
+            f"output path {final_path} exists and is not a folder; choose another output_dir or move it away"
+        )
+    if final_path.is_dir() and not kit_folder(final_path):
+        some = sorted(p.name for p in final_path.iterdir())[:3]
+        raise OutputFolderError(
+            f"output_dir {final_path} holds files codesift did not write ({', '.join(some)}); the kit replaces "
+            f"its output folder whole, so choose a new or empty folder (nothing was changed)"
+        )
+
+
+def remove_stale_siblings(final_path: Path) -> None:
+    """Remove `.NAME.tmp-PID-*` and `.NAME.old-PID-*` folders whose process is gone (a killed run)."""
+    for sibling in final_path.parent.glob(f".{final_path.name}.*-*"):
+        kind, _, rest = sibling.name[len(final_path.name) + 2 :].partition("-")
+        if kind not in ("tmp", "old") or not sibling.is_dir():
+            continue
+        pid = rest.split("-")[0]
+        if not (pid.isdigit() and process_alive(int(pid))):  # no pid: made before pids were in the name
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..errors import CodesiftError
 from ..modeling import count_parameters
 from ..selection import SCORE_STRATEGIES
 from ..utils import project_root
@@ -38,7 +39,7 @@ ASSUMED = [
 ]
 
 
-class HubError(ValueError):
+class HubError(CodesiftError):
     """An export or push input that cannot work; raised before anything is uploaded."""
 
 

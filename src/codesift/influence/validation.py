@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import CodesiftError
 
-class InfluenceError(ValueError):
+
+class InfluenceError(CodesiftError):
     """An influence input that cannot be scored; raised before anything is written."""
 
 

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CodesiftError
+
 # Imported inside the functions that use them (heavy or optional): datasets.
 
 MIN_HELDOUT = 5  # fewer held-out labels give no usable Spearman
 MIN_TRAIN = 5
 
 
-class PredictorError(ValueError):
+class PredictorError(CodesiftError):
     """Stage 05 input that cannot work; raised before anything is written."""
 
 
