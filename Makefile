@@ -38,7 +38,7 @@ table: install
 	test -f outputs/$(RECIPE)/experiment/results.md || $(MAKE) demo
 	$(PY) scripts/run_experiment.py --config $(TABLE_RECIPE)
 	if [ "$(RECIPE)" = tiny ]; then $(PY) scripts/update_docs.py --results outputs/$(RECIPE)/experiment; fi   # README's headline, docs/06
-	@echo "three-seed table: outputs/$(RECIPE)/experiment/results.md (plot: results.png)"
+	@echo "three-seed table: outputs/$(RECIPE)/experiment/results.html (markdown: results.md, plot: results.png)"
 
 # Exact influence scores on a subset, to check the fast scores against (stage 03).
 exact: install
@@ -49,7 +49,7 @@ report: install
 	test -d outputs/$(RECIPE)/pretrain/checkpoint-300 || $(MAKE) demo
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_stages.yaml
 	$(PY) scripts/analyze.py --config recipes/$(RECIPE)/analyze.yaml
-	@echo "findings report: outputs/$(RECIPE)/report.md (figures: outputs/$(RECIPE)/report/)"
+	@echo "findings report: outputs/$(RECIPE)/report.html (open it in a browser; markdown: report.md, figures: outputs/$(RECIPE)/report/)"
 
 # Every notebook (and the workshop's answers) executed on the tiny recipe into outputs/notebooks/,
 # with outputs and an HTML page each; reuses the demo's outputs, so run it after `make demo`.

@@ -32,6 +32,7 @@ from .findings import (
 )
 from .influence.stats import load_scores, score_tasks
 from .plots import plot_correlation_heatmap, plot_effect_intervals, plot_group_heatmap
+from .report_page import write_report_page
 from .utils import atomic_directory, write_json
 
 # Imported inside the functions that use them (heavy or optional): datasets, transformers.
@@ -541,7 +542,8 @@ def run_analysis_stage(args) -> Path:
     partial = path.with_name(f".{path.name}.tmp")
     partial.write_text(text)
     partial.replace(path)  # whole or not at all, like the folder
-    logger.info("findings report: %s (figures under %s)", path, args.output_dir)
+    page = write_report_page(path)
+    logger.info("findings report: %s and %s (figures under %s)", path, page, args.output_dir)
     return path
 
 

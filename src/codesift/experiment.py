@@ -33,6 +33,7 @@ from .evaluation import evaluate_model, mean_and_ci, pass_at_k_metric
 from .influence.scoring import load_candidates
 from .plots import plot_cross_task_matrix, plot_results_table
 from .provenance import make_record, up_to_date, write_record
+from .report_page import write_report_page
 from .selection import (
     SCORE_STRATEGIES,
     check_arguments,
@@ -376,8 +377,13 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
         f"- Date: {date.today().isoformat()}; recipe: `{Path(args.pretrain_recipe).parent}`; "
         f"checkpoint: `{args.checkpoint}`; scores: `{args.scores}`",
         f"- Machine: {machine_description()}",
-        f"- Mean ± 95% CI (t) over {n_seeds} seed(s); losses are mean completion-token NLL (lower is "
-        "better); `report` problems were never used to choose data, `select` ones were.",
+        (
+            f"- Mean ± 95% CI (t) over {n_seeds} seeds"
+            if n_seeds > 1
+            else "- One seed: single values, no interval (`make table` runs more)"
+        )
+        + "; losses are mean completion-token NLL (lower is better); `report` problems were never used "
+        "to choose data, `select` ones were.",
         "- Selection time counts scoring the whole pool (influence arms) and choosing; for a predicted arm "
         "(stage 05), the oracle labels, training the predictor and predicting the pool; the perplexity arm's "
         "losses come free with the scoring (else their forward pass is counted).",
@@ -436,10 +442,16 @@ def write_results_table(args, output_dir) -> dict:
         "markdown": output_dir / "results.md",
         "png": output_dir / "results.png",
         "json": output_dir / "results.json",
+        "html": output_dir / "results.html",
     }
     paths["markdown"].write_text(markdown)
     write_json(paths["json"], {"arguments": dataclasses.asdict(args), "summary": summary, "cells": rows})
     plot_results_table(summary, args.table_tasks, paths["png"])
+    page = output_dir / ".results_page.md"  # the page: the figure above the table
+    heading, _, rest = markdown.partition("\n")
+    page.write_text(f"{heading}\n\n![Did selection beat random at equal tokens?](results.png)\n{rest}")
+    write_report_page(page, paths["html"], "codesift results")
+    page.unlink()
     targets, tasks, matrix = cross_task_matrix(rows, args.strategies)
     if len(targets) > 1:
         paths["cross_task"] = output_dir / "cross_task.png"

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg by itself
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 # Imported inside the functions that use them (heavy or optional): IPython.
+
+
+# A legend right of the axes: it never covers the data (histograms fill the whole panel).
+LEGEND_BESIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "frameon": False}
 
 
 def _save(fig, path):
@@ -42,7 +47,7 @@ def plot_task_sizes(metadata: dict, path=None):
         else (f"select fraction {metadata['select_fraction']}")
     )
     ax.set_title(f"Validation sets per task ({mode}, seed {metadata['seed']})")
-    ax.legend(ncols=4, fontsize=8)
+    ax.legend(fontsize=8, **LEGEND_BESIDE)
     return _save(fig, path)
 
 
@@ -59,7 +64,7 @@ def plot_validation_lengths(tokenized_sets, tasks: list[str] | None = None, path
         axes[1].hist(completion, bins=30, histtype="step", label=task)
     axes[0].set(title="prompt tokens (masked, -100)", xlabel="tokens", ylabel="problems")
     axes[1].set(title="completion tokens (the loss)", xlabel="tokens")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, **LEGEND_BESIDE)
     return _save(fig, path)
 
 
@@ -71,7 +76,7 @@ def plot_corpus_lengths(document_tokens, blocks, seq_len: int, path=None):
     axes[0].set_xscale("log")
     axes[0].axvline(seq_len, color="k", linestyle="--", label=f"block = {seq_len} tokens")
     axes[0].set(title=f"{len(lengths)} documents", xlabel="tokens per document", ylabel="documents")
-    axes[0].legend()
+    axes[0].legend(fontsize=8, loc="upper right")  # a log-scale histogram: its right end is sparse
     spans = [len(ids) for ids in blocks["doc_ids"]]
     axes[1].hist(spans, bins=range(1, max(spans) + 2), align="left")
     axes[1].set(
@@ -141,7 +146,7 @@ def plot_score_distributions(scores, title: str = "", path=None):
         xlabel="validation loss before - after one step",
         ylabel="candidates",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **LEGEND_BESIDE)
     return _save(fig, path)
 
 
@@ -179,6 +184,7 @@ def plot_feature_effects(features, score_column: str, path=None):
     by_package = by_package[by_package["count"] >= 5].sort_values("mean").tail(15)
     axes[1].barh(by_package.index, by_package["mean"])
     axes[1].set(title="mean score by package (>= 5 blocks)", xlabel=score_column)
+    fig.tight_layout()  # the package names need their room, left of their own panel
     return _save(fig, path)
 
 
@@ -193,7 +199,7 @@ def plot_selection_histogram(values, kept, name: str, path=None):
         cut = values[kept].min()
         ax.axvline(cut, color="C3", linestyle="--", label=f"lowest kept value {cut:.3g}")
     ax.set(xlabel="selection value", ylabel="blocks", title=f"Selection: {name}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **LEGEND_BESIDE)
     return _save(fig, path)
 
 
@@ -211,25 +217,64 @@ def plot_package_shares(rows: list[dict], path=None, top: int = 15):
 
 def plot_results_table(summary: dict, tasks: list[str], path=None):
     """Did selection beat random at equal tokens? One panel per task: each arm's paired difference
-    to random in `report` loss (mean and 95% interval over seeds), with the zero line. Below zero
-    is better than random. Arms without a difference (random itself, the checkpoint) are left out."""
+    to random in `report` loss, with the zero line; below zero is better than random. With two or
+    more seeds, the mean and its 95% interval, green where the interval lies below 0, red above,
+    grey where it holds 0; with one seed there is no interval, and every bar is grey. Arms without
+    a difference (random itself, the checkpoint) are left out."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
     keys = [f"vs_random/loss/{task}/report" for task in tasks]
     arms = [a for a in summary if any(summary[a].get(k, (None,))[0] is not None for k in keys)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 0.5 * len(arms) + 1.9), sharey=True)
-    for ax, task, key in zip(np.atleast_1d(axes), tasks, keys, strict=True):
-        means = [summary[a][key][0] for a in arms]
-        cis = [0 if c is None or np.isnan(c) else c for c in (summary[a][key][1] for a in arms)]
-        colors = ["C2" if m + c < 0 else "C3" if m - c > 0 else "C7" for m, c in zip(means, cis, strict=True)]
-        ax.barh(range(len(arms)), means, xerr=cis, color=colors, capsize=3)
+    seeds = sorted({len(summary[a].get("seeds") or [None]) for a in arms}) or [1]
+    with_interval = seeds[0] >= 2
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 0.5 * len(arms) + 2.3), sharey=True)
+    for ax, key in zip(np.atleast_1d(axes), keys, strict=True):
+        means = np.array([summary[a][key][0] for a in arms], dtype=float)
+        cis = (
+            np.array([_interval(summary[a][key][1]) for a in arms]) if with_interval else np.zeros(len(arms))
+        )
+        colors = [_verdict_colour(m, c, with_interval) for m, c in zip(means, cis, strict=True)]
+        ax.barh(range(len(arms)), means, xerr=cis if with_interval else None, color=colors, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(f"{task}: report loss minus random's", fontsize=9)
+        reach = float(np.nanmax(np.abs(np.concatenate([means - cis, means + cis])))) or 1.0
+        ax.set_xlim(
+            min(0.0, np.nanmin(means - cis)) - 0.15 * reach, max(0.0, np.nanmax(means + cis)) + 0.15 * reach
+        )
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # a narrow panel: few ticks, never touching
+        ax.set_title(f"{key.split('/')[2]}: report loss minus random's", fontsize=9)
         ax.set_xlabel("nats (below 0: better than random)", fontsize=8)
-    axes_list = np.atleast_1d(axes)
-    axes_list[0].set_yticks(range(len(arms)), arms, fontsize=8)
-    axes_list[0].invert_yaxis()
-    fig.suptitle("Did selection beat random at equal tokens? (paired by seed, mean and 95% CI)", fontsize=10)
-    fig.tight_layout()
+    first = np.atleast_1d(axes)[0]
+    first.set_yticks(range(len(arms)), arms, fontsize=8)
+    first.invert_yaxis()
+    count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    how = (
+        f"{count} seeds paired with random: mean and 95% t-interval"
+        if with_interval
+        else f"{count} seed: no interval, a single paired difference"
+    )
+    fig.suptitle(f"Did selection beat random at equal tokens? ({how})", fontsize=10)
+    legend = [Patch(color="C7", label="interval holds 0" if with_interval else "no interval (1 seed)")]
+    if with_interval:
+        legend = [
+            Patch(color="C2", label="interval below 0"),
+            Patch(color="C3", label="interval above 0"),
+            *legend,
+        ]
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path)
+
+
+def _interval(half_width) -> float:
+    return 0.0 if half_width is None or not np.isfinite(half_width) else float(half_width)
+
+
+def _verdict_colour(mean: float, half_width: float, with_interval: bool) -> str:
+    """Green or red only where an interval exists and excludes 0."""
+    if not with_interval:
+        return "C7"
+    return "C2" if mean + half_width < 0 else "C3" if mean - half_width > 0 else "C7"
 
 
 def plot_learning_curve(curve: list[dict], tasks: list[str], path=None):
@@ -250,6 +295,8 @@ def plot_learning_curve(curve: list[dict], tasks: list[str], path=None):
     axes[1].axhline(0.2, color="grey", lw=0.8, ls="--", label="chance")
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(labels, [str(n) for n in labels])  # the label counts themselves, not 3x10^2
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend()
     fig.tight_layout()
     return _save(fig, path)
@@ -271,6 +318,22 @@ def plot_predictor_comparison(results: dict, tasks: list[str], path=None):
     ax.set(ylabel="held-out Spearman with the oracle", ylim=(min(0.0, ax.get_ylim()[0]), 1.0))
     ax.legend()
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_selection_cost(cost: dict, path=None):
+    """What choosing the data cost: the predictor's oracle labels, training and predicting, stacked,
+    beside the oracle scoring the whole pool (stage 05's `cost`, seconds)."""
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    parts = [("oracle labels", cost["label_seconds"]), ("training", cost["train_seconds"]),
+             ("predicting", cost["predict_seconds"])]  # fmt: skip
+    left = 0.0
+    for label, seconds in parts:
+        ax.barh(["predictor"], [seconds], left=left, label=label)
+        left += seconds
+    ax.barh(["oracle on the whole pool"], [cost["oracle_pool_seconds"]], color="grey")
+    ax.set(xlabel="seconds", title="What scoring the pool costs")
+    ax.legend(fontsize=8, **LEGEND_BESIDE)
     return _save(fig, path)
 
 

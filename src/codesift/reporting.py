@@ -55,9 +55,10 @@ def results_provenance(results_markdown: str) -> str:
     date = re.search(r"Date: (\d{4}-\d{2}-\d{2})", results_markdown)
     machine = re.search(r"Machine: ([^\n]+)", results_markdown)
     seeds = re.search(r"over (\d+) seed", results_markdown)
+    count = seeds.group(1) if seeds else ("1" if "One seed" in results_markdown else "?")
     return (
         f"{date.group(1) if date else 'date unknown'}; {machine.group(1) if machine else 'machine unknown'}; "
-        f"{seeds.group(1) if seeds else '?'} seed(s)."
+        f"{count} seed(s)."
     )
 
 
