@@ -357,3 +357,26 @@ def test_shipped_task_files_match_their_recorded_sha256(task_data):
             checked += 1
     assert checked == 6  # mbpp.jsonl, sanitized-mbpp.json, HumanEval-X in four languages
     assert {p.name for p in task_data.glob("*/LICENSE*")} == {"LICENSE", "LICENSE-CC-BY-4.0.txt"}
+
+
+def test_tasks_that_share_problems_share_their_split_by_problem():
+    """HumanEval and every HumanEval-X language pose the same 164 problems: a problem that judges
+    one task (report) never chose data for another (select)."""
+    from codesift.configs import ValidationSetsArguments, load_config
+    from codesift.tasks import problem_family, problem_key
+
+    args = load_config(ValidationSetsArguments, "recipes/tiny/validation_sets.yaml")
+    result = build_validation_sets(
+        args.tasks, args.task_sources, args.custom_tasks, args.max_problems_per_task, args.select_fraction, args.seed
+    )
+    keys = {
+        (task, part): {problem_key(task, row) for row in result.splits[f"{task}_{part}"]}
+        for task in args.tasks
+        for part in ("select", "report")
+    }
+    related = [(a, b) for a in args.tasks for b in args.tasks if a != b and problem_family(a) == problem_family(b)]
+    assert len(related) == 5 * 4  # humaneval and four HumanEval-X languages in the tiny recipe
+    for a, b in related:
+        assert not keys[(a, "report")] & keys[(b, "select")], (a, b)
+    assert len(keys[("humaneval", "select")]) == 82  # the family's split is HumanEval's own
+    assert keys[("humaneval_x_cpp", "select")] == keys[("humaneval", "select")]

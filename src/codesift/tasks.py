@@ -339,21 +339,54 @@ def sample_problems(rows: list[dict], max_problems: int | None, seed: int, task:
     return [row for i, row in enumerate(rows) if i in keep]
 
 
-def split_select_report(rows: list[dict], select_fraction: float, seed: int, task: str):
+def problem_family(task: str) -> str:
+    """Tasks that pose the same problems: HumanEval and every HumanEval-X language (the same 164
+    problems, translated) are one family; any other task is its own."""
+    return "humaneval" if task == "humaneval" or task.startswith("humaneval_x_") else task
+
+
+def problem_key(task: str, row: dict) -> str:
+    """The problem a row poses, the same across its family: "HumanEval/12" and "CPP/12" are problem 12."""
+    task_id = str(row["task_id"])
+    return task_id.rsplit("/", 1)[-1] if problem_family(task) == "humaneval" else task_id
+
+
+def family_problems(rows_by_task: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Each shared family's problems, in one order (numeric for HumanEval's), from every task of it
+    being built: the universe its select/report split is drawn from."""
+    families: dict[str, set] = {}
+    for task, rows in rows_by_task.items():
+        if problem_family(task) != task or task == "humaneval":
+            families.setdefault(problem_family(task), set()).update(problem_key(task, r) for r in rows)
+    return {family: sorted(keys, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+            for family, keys in families.items()}  # fmt: skip
+
+
+def split_select_report(rows: list[dict], select_fraction: float, seed: int, task: str, universe=None):
     """Disjoint, seeded `select` (scores influence) and `report` (judges models) parts.
 
-    `select_fraction` = 0 is the paper's mode: no split, the same problems serve both.
+    The split is drawn over problems: tasks of one family (`universe`: its problems) give every
+    problem the same part, so no report problem of one task chose data for another. A task of its
+    own splits its rows. `select_fraction` = 0 is the paper's mode: no split, the same problems
+    serve both.
     """
     if not 0 <= select_fraction < 1:
         raise TaskDataError(f"select_fraction must be in [0, 1), got {select_fraction}")
     if select_fraction == 0:
         return rows, rows
-    order = list(range(len(rows)))
-    random.Random(stable_seed(seed, task + "/select")).shuffle(order)
-    n_select = max(1, min(len(rows) - 1, round(select_fraction * len(rows))))
-    chosen = set(order[:n_select])
-    select = [row for i, row in enumerate(rows) if i in chosen]
-    report = [row for i, row in enumerate(rows) if i not in chosen]
+    keys = [problem_key(task, row) for row in rows]
+    universe = list(universe) if universe is not None else keys
+    order = list(range(len(universe)))
+    random.Random(stable_seed(seed, problem_family(task) + "/select")).shuffle(order)
+    n_select = max(1, min(len(universe) - 1, round(select_fraction * len(universe))))
+    chosen = {universe[i] for i in order[:n_select]}
+    select = [row for row, key in zip(rows, keys, strict=True) if key in chosen]
+    report = [row for row, key in zip(rows, keys, strict=True) if key not in chosen]
+    if not select or not report:
+        raise TaskDataError(
+            f"task {task!r}: its {len(rows)} sampled problems all fall in one part of the "
+            f"{problem_family(task)} split; sample more problems (max_problems_per_task)"
+        )
     return select, report
 
 
@@ -389,8 +422,9 @@ def build_validation_sets(
         "tasks": {},
     }
     loaders = {name: task_loader(name, task_sources, custom_tasks) for name in tasks}  # fail fast
-    for name, load in loaders.items():
-        rows = load()
+    available = {name: load() for name, load in loaders.items()}
+    universes = family_problems(available)
+    for name, rows in available.items():
         if not rows:
             raise TaskDataError(
                 f"task {name!r} has no problems: {describe_source(name, task_sources, custom_tasks)} holds no rows"
@@ -401,7 +435,8 @@ def build_validation_sets(
                 f"task {name!r} has {len(sampled)} problem(s): a select/report split needs at least 2 "
                 "(add problems, or select_fraction: 0 to use one set for both)"
             )
-        select, report = split_select_report(sampled, select_fraction, seed, name)
+        universe = universes.get(problem_family(name))
+        select, report = split_select_report(sampled, select_fraction, seed, name, universe)
         result.splits[name] = sampled
         if select_fraction > 0:
             result.splits[f"{name}_select"] = select
