@@ -161,6 +161,18 @@ def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path)
         "tasks.png",
     ]
     assert all(f"figures/{name}" in text for name in figures)  # every figure is in the report
+    # both tasks' extremes are judged, against the copula null
+    assert "extreme scores are stable (humaneval, step 4 vs 8)" in text
+    assert "extreme scores are stable (mbpp, step 4 vs 8)" in text and "Gaussian copula" in text
+    # the page a person opens: every figure embedded, and in a browser every image loads
+    page = tmp_path / "report.html"
+    assert page.read_text().count('src="data:image/png;base64,') == len(figures)
+    from browser import find_chromium, view_page
+
+    if find_chromium():
+        view = view_page(page, screenshot=tmp_path / "report.png")
+        assert len(view.images) == len(figures) and all(i["complete"] and i["width"] > 0 for i in view.images)
+        assert view.console_errors == [] and view.verdict_cells
 
 
 def test_language_by_task_and_own_language_difference():
@@ -209,3 +221,53 @@ def test_block_text_features_by_hand():
     assert docstring_share(text) == pytest.approx(len('"""Doc."""') / len(text))
     assert repeated_lines(text) == pytest.approx(1 / 4)  # the last line repeats the third
     assert identifier_share("a = b1 + 2") == pytest.approx(2 / 5)  # a, b1 of a = b1 + 2
+
+
+def correlated(rho_spearman: float, size: int, seed: int):
+    """Two score sets from a plain Gaussian copula with the given Spearman: no tail structure."""
+    rng = np.random.default_rng(seed)
+    r = 2 * np.sin(np.pi * rho_spearman / 6)
+    x = rng.standard_normal(size)
+    return x, r * x + np.sqrt(1 - r * r) * rng.standard_normal(size)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_extremes_are_not_stable_when_correlation_alone_explains_them(seed):
+    from codesift.findings import extreme_overlaps, extremes_beyond_correlation
+
+    a, b = correlated(0.36, 1000, seed)
+    found = extremes_beyond_correlation(a, b, 0.05, draws=300, seed=seed)
+    assert 0.3 < found["spearman"] < 0.42
+    assert found["stable"] == "no", found
+    # the middle-band control that the rule replaces says "more stable than the middle" here
+    old = extreme_overlaps(a, b, 0.05)
+    assert (old["top"] + old["bottom"]) / 2 > old["middle"]
+
+
+def test_extremes_that_stay_beyond_the_correlation_are_stable():
+    from codesift.findings import extremes_beyond_correlation
+
+    a, b = correlated(0.36, 1000, 7)
+    order = np.argsort(a)
+    tails = np.concatenate([order[:50], order[-50:]])
+    b[tails] = a[tails] * 3  # the extremes of a stay extreme in b; the bulk is only weakly related
+    found = extremes_beyond_correlation(a, b, 0.05, draws=300, seed=7)
+    assert found["stable"] == "yes" and found["p_value"] < 0.05, found
+
+
+def test_clustered_intervals_are_wider_when_blocks_come_from_few_documents():
+    from codesift.findings import group_difference
+
+    rng = np.random.default_rng(0)
+    # 200 C++ blocks from 2 documents whose blocks share a document-level offset, 400 Python blocks from 100
+    cpp_docs = np.repeat(["cpp_a", "cpp_b"], 100)
+    py_docs = np.repeat([f"py_{i}" for i in range(100)], 4)
+    offsets = {"cpp_a": 0.9, "cpp_b": -0.3, **{d: rng.normal(0, 0.2) for d in sorted(set(py_docs))}}
+    docs = np.concatenate([cpp_docs, py_docs])
+    values = np.array([offsets[d] for d in docs]) + rng.normal(0, 0.3, len(docs))
+    groups = np.array(["cpp"] * 200 + ["python"] * 400)
+    blocks = group_difference(values, groups, "cpp", "python", n=500)
+    clustered = group_difference(values, groups, "cpp", "python", n=500, clusters=docs)
+    assert blocks[0] == clustered[0]
+    assert (clustered[2] - clustered[1]) > 3 * (blocks[2] - blocks[1])
+    assert clustered[1] < 0 < clustered[2] and not blocks[1] < 0 < blocks[2]  # only blocks call it "yes"

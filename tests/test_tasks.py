@@ -367,14 +367,21 @@ def test_tasks_that_share_problems_share_their_split_by_problem():
 
     args = load_config(ValidationSetsArguments, "recipes/tiny/validation_sets.yaml")
     result = build_validation_sets(
-        args.tasks, args.task_sources, args.custom_tasks, args.max_problems_per_task, args.select_fraction, args.seed
+        args.tasks,
+        args.task_sources,
+        args.custom_tasks,
+        args.max_problems_per_task,
+        args.select_fraction,
+        args.seed,
     )
     keys = {
         (task, part): {problem_key(task, row) for row in result.splits[f"{task}_{part}"]}
         for task in args.tasks
         for part in ("select", "report")
     }
-    related = [(a, b) for a in args.tasks for b in args.tasks if a != b and problem_family(a) == problem_family(b)]
+    related = [
+        (a, b) for a in args.tasks for b in args.tasks if a != b and problem_family(a) == problem_family(b)
+    ]
     assert len(related) == 5 * 4  # humaneval and four HumanEval-X languages in the tiny recipe
     for a, b in related:
         assert not keys[(a, "report")] & keys[(b, "select")], (a, b)

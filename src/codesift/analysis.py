@@ -20,7 +20,7 @@ from .findings import (
     agrees,
     aligned,
     bootstrap,
-    extreme_overlaps,
+    extremes_beyond_correlation,
     feature_effects,
     findings_table,
     group_difference,
@@ -111,7 +111,9 @@ def training_stages(report: Report, found: dict, method: str, args, root: Path) 
         )
 
 
-def tasks_and_languages(report: Report, scores, pool_scores, candidates, args, root: Path) -> None:
+def tasks_and_languages(
+    report: Report, scores, pool_scores, candidates, args, root: Path, clusters=None
+) -> None:
     """`scores`: the last checkpoint's scores against every task (the task x task matrix);
     `pool_scores`: the recipe's own scores of the whole pool (every language's blocks)."""
     tasks = score_tasks(scores)
@@ -146,7 +148,7 @@ def tasks_and_languages(report: Report, scores, pool_scores, candidates, args, r
     block_languages = block_language_map(candidates)
     languages = sorted(set(block_languages.values()))
     if len(languages) >= 2:
-        languages_section(report, pool_scores, block_languages, args, root)
+        languages_section(report, pool_scores, block_languages, args, root, clusters or {})
         return
     if len(languages) < 2:
         report.rows.append(
@@ -159,15 +161,34 @@ def tasks_and_languages(report: Report, scores, pool_scores, candidates, args, r
         )
 
 
+def block_packages(candidates, documents) -> dict:
+    """{block_id: the package of its first document} (the cluster a block's interval resamples);
+    without documents, the first document itself."""
+    if "doc_ids" not in candidates.column_names:
+        return {}
+    first = {
+        b: ids[0] if ids else f"block {b}"
+        for b, ids in zip(candidates["block_id"], candidates["doc_ids"], strict=True)
+    }
+    if documents is None or "package" not in documents.column_names:
+        return first
+    package = dict(zip(documents["doc_id"], documents["package"], strict=True))
+    return {b: package.get(doc, doc) for b, doc in first.items()}
+
+
 def block_language_map(candidates) -> dict:
     if "language" not in candidates.column_names:
         return {}
     return dict(zip(candidates["block_id"], candidates["language"], strict=True))
 
 
-def languages_section(report: Report, scores, block_languages: dict, args, root: Path) -> None:
+def languages_section(
+    report: Report, scores, block_languages: dict, args, root: Path, clusters: dict
+) -> None:
     """Mean z-score by block language x task, each language's share of every task's top, and for
-    each task whose language the pool holds: its own language's blocks against Python's."""
+    each task whose language the pool holds: its own language's blocks against Python's, with an
+    interval that resamples whole packages (`clusters`: block -> package), since a language's blocks
+    may come from a handful of packages."""
     tasks = score_tasks(scores)
     ids = [b for b in scores["block_id"] if b in block_languages]
     groups = np.asarray([block_languages[b] for b in ids])
@@ -206,13 +227,18 @@ def languages_section(report: Report, scores, block_languages: dict, args, root:
         own = task_language(task)
         if own == "python" or counts.get(own, 0) < 5 or counts.get("python", 0) < 5:
             continue
-        effect = group_difference(z[task], groups, own, "python", n=args.bootstrap, seed=args.seed)
-        report.numbers[f"own_language {task}"] = effect
+        labels = np.asarray([clusters.get(b, f"block {b}") for b in ids])
+        effect = group_difference(
+            z[task], groups, own, "python", n=args.bootstrap, seed=args.seed, clusters=labels
+        )
+        packages = {lang: len(set(labels[groups == lang].tolist())) for lang in (own, "python")}
+        report.numbers[f"own_language {task}"] = {"effect": effect, "clusters": packages}
         report.rows.append(
             {
                 "finding": f"{own} blocks help {task} more than Python blocks do",
                 "paper": "beneficial data vary across languages (assumed here: a task's own language helps it most)",
-                "measured": f"mean z, {own} minus python: {interval(*effect)} ({counts[own]} vs {counts['python']} blocks)",
+                "measured": f"mean z, {own} minus python: {interval(*effect)} ({counts[own]} vs {counts['python']} "
+                f"blocks from {packages[own]} vs {packages['python']} packages; interval over packages)",
                 "agrees": agrees("positive", effect[1], effect[2]),
             }
         )
@@ -257,38 +283,43 @@ def extremes(report: Report, found: dict, method: str, args, root: Path) -> None
     report.sections.append("## Extreme scores\n")
     effects = {}
     for label, first, second in pairs:
-        task = score_tasks(first)[0]
-        a, b, _ = aligned(score_map(first, task), score_map(second, task))
-
-        share = args.extreme_share if len(a) * args.extreme_share >= 5 else 5 / len(a)  # >= 5 blocks
-
-        def margin(x, y, share=share):
-            found = extreme_overlaps(x, y, share)
-            return (found["top"] + found["bottom"]) / 2 - found["middle"]
-
-        overlaps = extreme_overlaps(a, b, share)
-        effect = bootstrap(margin, a, b, n=args.bootstrap, seed=args.seed)
-        effects[f"{task}, {label}"] = effect
-        report.numbers[f"extremes {task}, {label}"] = {**overlaps, "margin": effect}
-        report.rows.append(
-            {
-                "finding": f"extreme scores are stable ({task}, {label})",
-                "paper": "extreme-scoring samples consistently influence the model",
-                "measured": f"top {overlaps['top']:.2f}, bottom {overlaps['bottom']:.2f} kept vs middle "
-                f"{overlaps['middle']:.2f} (chance {overlaps['chance']:.2f}); margin {interval(*effect)}",
-                "agrees": agrees("positive", effect[1], effect[2]),
-            }
-        )
+        for task in score_tasks(first):  # every task: one task's extremes say nothing of another's
+            if task not in score_tasks(second):
+                continue
+            a, b, _ = aligned(score_map(first, task), score_map(second, task))
+            share = args.extreme_share if len(a) * args.extreme_share >= 5 else 5 / len(a)  # >= 5 blocks
+            found = extremes_beyond_correlation(a, b, share, draws=args.bootstrap, seed=args.seed)
+            effects[f"{task}, {label}"] = (
+                found["extremes"] - found["null_mean"],
+                found["null_low"] - found["null_mean"],
+                found["null_high"] - found["null_mean"],
+            )
+            report.numbers[f"extremes {task}, {label}"] = found
+            report.rows.append(
+                {
+                    "finding": f"extreme scores are stable ({task}, {label})",
+                    "paper": "extreme-scoring samples consistently influence the model",
+                    "measured": f"top {found['top']:.2f}, bottom {found['bottom']:.2f} kept; a Gaussian copula at "
+                    f"the same Spearman ({found['spearman']:.2f}) keeps {found['null_mean']:.2f} "
+                    f"[{found['null_low']:.2f}, {found['null_high']:.2f}]; p = {found['p_value']:.3f}",
+                    "agrees": found["stable"],
+                }
+            )
     path = root / "figures" / "extremes.png"
     plot_effect_intervals(
-        effects, "extremes kept minus middle kept", "share kept, extremes minus middle", path
+        effects,
+        "extremes kept beyond what the rank correlation predicts",
+        "share kept, observed minus the copula null (bar: the null's 95% range)",
+        path,
     )
     figure(
         report,
         path,
         root,
-        f"How much more of the top and bottom {args.extreme_share:.0%} stays in place than of a middle band of "
-        "the same size, between checkpoints and between methods (above 0: the extremes are the stable part).",
+        f"For the top and bottom {args.extreme_share:.0%} of each task's scores, the share that stays in place "
+        "between checkpoints and between methods, minus what a Gaussian copula with the same Spearman keeps; "
+        "the bar is the copula's 95% range. A dot right of its bar: the extremes are more stable than "
+        "correlation alone makes them.",
     )
 
 
@@ -515,7 +546,13 @@ def run_analysis_stage(args) -> Path:
         training_stages(report, stages or scored, args.method, args, root)
         stage_last = max((k for k in stages if k[1] == args.method), default=None)
         tasks_and_languages(
-            report, stages[stage_last] if stage_last else scored[last], scored[last], candidates, args, root
+            report,
+            stages[stage_last] if stage_last else scored[last],
+            scored[last],
+            candidates,
+            args,
+            root,
+            block_packages(candidates, documents),
         )
         extremes(
             report,
@@ -531,7 +568,8 @@ def run_analysis_stage(args) -> Path:
                 "# Findings on the tiny recipe\n",
                 "Each of the paper's findings as a number with its 95% bootstrap interval over blocks. "
                 f'A ranking "varies" when its Spearman interval lies below {VARIES_BELOW}; extremes are '
-                '"stable" when more of the top and bottom stays in place than of the middle.\n',
+                '"stable" when more of the top and bottom stays in place than a Gaussian copula with the same '
+                "Spearman keeps (p < 0.05).\n",
                 findings_table(report.rows),
                 "",
                 *report.sections,

@@ -84,24 +84,37 @@ def arm_arguments(args, spec: dict, seed: int, output_dir) -> SelectionArguments
 
 
 def warmup_seconds_per_step(checkpoint) -> float:
-    """The warm-up run's measured seconds per optimizer step (its `train_runtime` over its steps,
-    periodic evaluations included), from the run folder that holds the checkpoint."""
-    run = Path(checkpoint).parent
-    results, state = run / "all_results.json", Path(checkpoint) / "trainer_state.json"
-    if not results.is_file():
+    """The warm-up run's measured seconds per training step: its `train_runtime` less the time its
+    periodic evaluations took (each `eval_*_runtime` in the log), over its steps. Evaluations are
+    not training: counting them would price a step ~25% too high, and buy too few steps."""
+    state_file = Path(checkpoint) / "trainer_state.json"
+    results = Path(checkpoint).parent / "all_results.json"
+    if not results.is_file() or not state_file.is_file():
         raise ExperimentError(f"equal_compute needs the warm-up's measured time: {results} not found")
-    steps = read_json(state)["global_step"]
-    return float(read_json(results)["train_runtime"]) / max(1, steps)
+    state = read_json(state_file)
+    evaluating = sum(
+        value for log in state["log_history"] for key, value in log.items()
+        if key.startswith("eval_") and key.endswith("_runtime")
+    )  # fmt: skip
+    steps = max(1, state["global_step"])
+    return max(float(read_json(results)["train_runtime"]) - evaluating, 1e-9) / steps
 
 
 def arm_steps(args, spec: dict) -> int:
     """The arm's optimizer steps: the experiment's, the arm's own, or (equal_compute) the
-    experiment's plus the steps that the scoring time of `args.scores` would have bought."""
+    experiment's plus the steps that a scoring bill would have bought: the bill of `compute_of`
+    (default: the experiment's scores), priced for the whole pool (`seconds_per_candidate` times
+    the pool) so that a bill measured on a subset (the exact probe's) counts at full size."""
     if spec.get("equal_compute"):
-        extra = scoring_seconds(spec.get("compute_of", args.scores)) / warmup_seconds_per_step(
-            args.checkpoint
-        )
-        return args.continue_steps + int(round(extra))
+        scores = spec.get("compute_of", args.scores)
+        pool = len(load_candidates(args.candidates, args.candidates_split, args.max_candidates))
+        seconds = scoring_seconds(scores, pool)
+        if seconds == 0:
+            raise ExperimentError(
+                f"equal_compute arm {spec.get('name')!r}: {scores}/scoring.json holds no seconds_per_candidate, "
+                "so it would get no extra steps; score with scripts/compute_influence.py (or name compute_of)"
+            )
+        return args.continue_steps + int(round(seconds / warmup_seconds_per_step(args.checkpoint)))
     return int(spec.get("continue_steps", args.continue_steps))
 
 
@@ -159,14 +172,17 @@ def evaluation_arguments(args, model_dir, output_dir) -> EvaluationArguments:
     )
 
 
-def scoring_seconds(scores_dir) -> float:
-    """Seconds spent scoring the pool (0 when the scores carry no timing): stage 03's oracle, or
-    stage 05's whole bill (oracle labels + training + predicting, spread over the pool)."""
+def scoring_seconds(scores_dir, pool: int | None = None) -> float:
+    """Seconds spent scoring (0 when the scores carry no timing): stage 03's oracle, the influence
+    callback's, or stage 05's whole bill (oracle labels + training + predicting, spread over the
+    pool); for `pool` candidates when given, else for the candidates that were scored."""
     info = Path(scores_dir) / "scoring.json"
     if not info.is_file():
         return 0.0
     meta = read_json(info)
-    return float(meta.get("seconds_per_candidate", 0.0)) * int(meta.get("candidates", 0))
+    return float(meta.get("seconds_per_candidate", 0.0)) * int(
+        pool if pool is not None else meta.get("candidates", 0)
+    )
 
 
 def check_experiment(args) -> None:

@@ -133,6 +133,8 @@ class InfluenceCallback(TrainerCallback):
                     "part": self.part,
                     "candidates": len(rows),
                     "seconds": seconds,
+                    # the bill an equal-compute arm reads, in the same field as stage 03's
+                    "seconds_per_candidate": seconds / max(1, len(rows)),
                     "source": "InfluenceCallback",
                 },
             )
