@@ -72,6 +72,19 @@ def train(corpus, output_dir, *extra, callbacks=(), **model_overrides):
     )
 
 
+def run_script(name: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
+    """`python scripts/<name> ...` as a user runs it, offline, from the project root."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def run_on_two_cpu_processes(script: str, args: list, port: int) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node 2 scripts/<script> ...` on this CPU (gloo), as a cluster user launches it."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

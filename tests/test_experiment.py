@@ -178,7 +178,7 @@ def test_equal_compute_and_own_step_arms_and_unavailable_rows(micro_corpus, warm
     """equal_compute trains the experiment's steps plus the pool's scoring seconds divided by the
     warm-up's measured seconds per step; an arm may set its own steps; an unavailable arm is a
     row that says why."""
-    from codesift.experiment import scoring_seconds
+    from codesift.experiment import scoring_seconds, warmup_seconds_per_step
     from codesift.utils import read_json
 
     checkpoint, scores = warm_up
@@ -197,12 +197,19 @@ def test_equal_compute_and_own_step_arms_and_unavailable_rows(micro_corpus, warm
     )
     run_experiment(args)
     cells = {p.parent.name: read_json(p) for p in (tmp_path / "exp").glob("seed-1/*/metrics.json")}
-    per_step = (
-        read_json(checkpoint.parent / "all_results.json")["train_runtime"]
-        / read_json(checkpoint / "trainer_state.json")["global_step"]
+    state = read_json(checkpoint / "trainer_state.json")
+    evaluating = sum(
+        v
+        for log in state["log_history"]
+        for k, v in log.items()
+        if k.startswith("eval_") and k.endswith("_runtime")
     )
+    runtime = read_json(checkpoint.parent / "all_results.json")["train_runtime"]
+    assert evaluating > 0  # the warm-up evaluated: its seconds are not training and not counted
+    per_step = (runtime - evaluating) / state["global_step"]
+    assert warmup_seconds_per_step(checkpoint) == pytest.approx(per_step)
     expected = 2 + round(scoring_seconds(scores) / per_step)
-    assert scoring_seconds(scores) > 0 and expected > 2
+    assert scoring_seconds(scores) > 0 and expected > 2 and per_step < runtime / state["global_step"]
     assert {arm: cell["continue_steps"] for arm, cell in cells.items()} == {
         "random": 2,
         "longer": 3,
@@ -277,3 +284,22 @@ def test_an_arm_is_compared_with_the_baseline_it_names():
     assert summary["top5"]["vs_random/loss/a/report"][0] == pytest.approx(-0.4)
     assert summary["top5"]["baseline"] == "random5"
     assert summary["random5"]["vs_random/loss/a/report"][0] == pytest.approx(1.1)  # against random
+
+
+def test_an_equal_compute_arm_without_a_bill_is_an_error(micro_corpus, warm_up, tmp_path):
+    """Scores whose scoring.json has no seconds (an earlier influence callback's) would buy no steps."""
+    import shutil
+
+    from codesift.utils import read_json, write_json
+
+    checkpoint, scores = warm_up
+    unbilled = tmp_path / "unbilled"
+    shutil.copytree(scores, unbilled)
+    info = read_json(unbilled / "scoring.json")
+    info.pop("seconds_per_candidate")
+    write_json(unbilled / "scoring.json", info)
+    args = experiment_args(micro_corpus, warm_up, tmp_path / "exp", scores=str(unbilled), seeds=[1],
+                           strategies=[{"name": "random", "strategy": "random"},
+                                       {"name": "equal_compute", "strategy": "random", "fraction": 1.0, "equal_compute": True}])  # fmt: skip
+    with pytest.raises(ExperimentError, match="holds no seconds_per_candidate"):
+        run_experiment(args)

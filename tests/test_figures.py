@@ -62,6 +62,31 @@ def features_frame() -> pd.DataFrame:
     )
 
 
+def pretrain_selected_cells(seeds: int) -> list[dict]:
+    cells = []
+    for seed in range(seeds):
+        for offset, arm in enumerate(["full", "random", "filtered", "mates"]):
+            curve = [{"step": s, "humaneval": 6 - s / 100 - offset * 0.05 + RNG.normal(0, 0.02),
+                      "mbpp": 6.2 - s / 110 - offset * 0.03} for s in range(50, 301, 50)]  # fmt: skip
+            cell = {
+                "arm": arm,
+                "seed": seed,
+                "curve": curve,
+                "train_seconds": 240.0,
+                "selection_seconds": 0.0,
+            }
+            if arm == "mates":
+                stages = [
+                    {"step": s, "label_seconds": 18.0, "fit_seconds": 2.0, "predict_seconds": 9.0}
+                    for s in (100, 200)
+                ]
+                cell.update(selection_seconds=58.0, selection_bill={"stages": stages})
+            if arm == "filtered":
+                cell["selection_seconds"] = 31.0
+            cells.append(cell)
+    return cells
+
+
 FIGURES = {
     "task_sizes": lambda: plots.plot_task_sizes(
         {
@@ -160,6 +185,12 @@ FIGURES = {
     ),
     "selection_cost": lambda: plots.plot_selection_cost(
         {"label_seconds": 45.2, "train_seconds": 12.0, "predict_seconds": 6.2, "oracle_pool_seconds": 180.9}
+    ),
+    "loss_over_training_1_seed": lambda: plots.plot_loss_over_training(
+        pretrain_selected_cells(1), ["humaneval", "mbpp"], ["full", "random", "filtered", "mates"]
+    ),
+    "loss_over_training_3_seeds": lambda: plots.plot_loss_over_training(
+        pretrain_selected_cells(3), ["humaneval", "mbpp"], ["full", "random", "filtered", "mates"]
     ),
     "effect_intervals": lambda: plots.plot_effect_intervals(
         {f"{t}: step 100 vs 300": (0.36, 0.30, 0.41) for t in TASKS}, "Spearman between checkpoints"

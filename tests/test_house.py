@@ -85,6 +85,7 @@ def test_early_stages_import_no_later_stage():
     """tasks/corpus -> modeling/training -> influence -> predictor -> selection -> evaluation ->
     experiment -> hub."""
     order = [
+        "errors",  # every stage's error class derives from it
         "tasks",
         "corpus",
         "modeling",
@@ -94,6 +95,7 @@ def test_early_stages_import_no_later_stage():
         "selection",
         "evaluation",
         "experiment",
+        "pretrain_selected",
         "hub",
     ]
     rank = {f"codesift.{name}": i for i, name in enumerate(order)}

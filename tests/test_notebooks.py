@@ -63,7 +63,18 @@ PARAMETERS = {
         "filter_overrides": {"scores": "influence/step-20/adam_update", "max_candidates": 40},
     },
     "05_predict_influence": {**PREDICTED, "curve_sizes": [10, 30]},
-    "06_continue_and_evaluate": {**PREDICTED, "experiment_overrides": TWO_ARMS},
+    "06_continue_and_evaluate": {
+        **PREDICTED,
+        "experiment_overrides": TWO_ARMS,
+        "pretrain_selected_overrides": {
+            "steps": 6,
+            "eval_steps": 3,
+            "stage_steps": 3,
+            "label_sample": 20,
+            "seeds": [1],
+            "max_blocks": 400,
+        },  # fmt: skip
+    },
     "07_push_to_hub": {**PREDICTED, "experiment_overrides": TWO_ARMS},
     "08_findings": {
         **SCORED,

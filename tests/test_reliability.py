@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, train
+from helpers import ROOT, run_script, train
 
 from codesift.cli import report_errors
 from codesift.configs import CorpusArguments, ValidationSetsArguments, parse_args
@@ -22,18 +22,6 @@ from codesift.provenance import path_stamp
 from codesift.tasks import TaskDataError, build_validation_sets, read_records
 from codesift.training import PretrainError
 from codesift.utils import KIT_MARK, atomic_directory
-
-
-def run_script(name, *args, cwd=ROOT):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:

@@ -34,7 +34,7 @@ def results_json(tmp_path):
     experiment = tmp_path / "experiment"
     experiment.mkdir()
     (experiment / "results.json").write_text(
-        json.dumps({"summary": summary, "arguments": {"table_tasks": ["humaneval"]}})
+        json.dumps({"summary": summary, "arguments": {"table_tasks": ["humaneval"]}, "cells": []})
     )
     (experiment / "results.md").write_text(
         "# Results\n\n- Date: 2030-01-02; recipe\n- Machine: 2 CPU cores\n- Mean ± 95% CI (t) over 3 seed(s)\n\n| a |\n"
@@ -54,7 +54,7 @@ def test_update_results_docs_writes_readme_page_and_image(tmp_path):
     root = tmp_path / "repo"
     (root / "docs").mkdir(parents=True)
     marker = "x\n<!-- results:start -->\nold\n<!-- results:end -->\ny\n"
-    (root / "README.md").write_text(marker)
+    (root / "README.md").write_text(marker + "<!-- comparisons:start -->\nold\n<!-- comparisons:end -->\n")
     (root / "docs" / "06_experiment.md").write_text(marker)
     update_results_docs(experiment, root)
     readme = (root / "README.md").read_text()
@@ -98,3 +98,25 @@ def test_predictor_table_reports_each_predictor_against_the_oracle(tmp_path):
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     page = update_predictor_docs(tmp_path / "bench.json", tmp_path).read_text()
     assert "old" not in page and "2026-01-02; 2 cores" in page
+
+
+def test_comparisons_are_paired_over_seeds_with_intervals():
+    from codesift.reporting import comparisons_table, gain_ratio, paired_difference
+
+    losses = {
+        "random": [5.0, 5.1, 4.9],
+        "influence_mean": [4.8, 4.9, 4.7],
+        "predicted_mean": [4.9, 4.95, 4.8],
+    }
+    cells = [{"arm": arm, "seed": seed, "loss/humaneval/report": value}
+             for arm, values in losses.items() for seed, value in zip((1, 2, 3), values, strict=True)]  # fmt: skip
+    mean, ci, seeds = paired_difference(cells, "predicted_mean", "influence_mean", "humaneval")
+    assert seeds == 3 and mean == pytest.approx(0.0833, abs=1e-3) and ci > 0
+    ratio, low, high = gain_ratio(cells, "predicted_mean", "influence_mean", "humaneval")
+    assert ratio == pytest.approx((0.1 + 0.15 + 0.1) / 3 / 0.2) and low <= ratio <= high
+    table = comparisons_table({"cells": cells, "arguments": {"table_tasks": ["humaneval"]}})
+    assert "| predicted_mean - influence_mean | +0.083 ± " in table and "58% [" in table
+    assert "dsir_mean" not in table  # an arm that did not run is not compared
+    assert (
+        gain_ratio(cells[:2] + cells[3:5], "predicted_mean", "influence_mean", "humaneval") is None
+    )  # one seed

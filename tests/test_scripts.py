@@ -1,14 +1,13 @@
 """The stage scripts as a user runs them: recipe + CLI overrides, outputs, and clear errors."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from helpers import ROOT, run_script
 
 from codesift.configs import (
     CorpusArguments,
@@ -18,20 +17,6 @@ from codesift.configs import (
     stage_arguments,
     stage_of_recipe,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_script(name, *args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.parametrize(

@@ -347,3 +347,18 @@ def test_each_shard_is_pushed_as_soon_as_it_is_written(micro_corpus, scores_dir,
     assert events[0] == ("create", "me/picked", "dataset") and len(uploads) >= 2
     for index, (_, path_in_repo, folder) in enumerate(uploads):
         assert path_in_repo == f"data/{folder[index]}" and len(folder) == index + 1  # no later shard yet
+
+
+def test_language_matched_random_has_the_reference_mix_and_no_scores_inside_a_language():
+    from datasets import Dataset
+
+    from codesift.selection import language_matched
+
+    languages = ["python"] * 80 + ["cpp"] * 15 + ["c"] * 5
+    candidates = Dataset.from_dict({"block_id": list(range(100)), "language": languages})
+    reference = np.array([0, 1, 2, 80, 81, 82, 83, 95])  # 3 python, 4 cpp, 1 c: cpp-heavy
+    kept = language_matched(candidates, reference, seed=0)
+    mix = dict(zip(*np.unique(np.asarray(languages)[kept], return_counts=True), strict=True))
+    assert mix == {"python": 3, "cpp": 4, "c": 1}
+    draws = [set(language_matched(candidates, reference, seed=s).tolist()) for s in range(5)]
+    assert len({frozenset(d) for d in draws}) > 1  # random within each language, by the seed

@@ -363,17 +363,10 @@ def test_tasks_that_share_problems_share_their_split_by_problem():
     """HumanEval and every HumanEval-X language pose the same 164 problems: a problem that judges
     one task (report) never chose data for another (select)."""
     from codesift.configs import ValidationSetsArguments, load_config
-    from codesift.tasks import problem_family, problem_key
+    from codesift.tasks import build_from_arguments, problem_family, problem_key
 
     args = load_config(ValidationSetsArguments, "recipes/tiny/validation_sets.yaml")
-    result = build_validation_sets(
-        args.tasks,
-        args.task_sources,
-        args.custom_tasks,
-        args.max_problems_per_task,
-        args.select_fraction,
-        args.seed,
-    )
+    result = build_from_arguments(args)
     keys = {
         (task, part): {problem_key(task, row) for row in result.splits[f"{task}_{part}"]}
         for task in args.tasks

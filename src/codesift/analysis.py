@@ -386,7 +386,7 @@ def beneficial_blocks(report: Report, scores, candidates, documents, tokenizer, 
 
 def paired(cells: list[dict], arm: str, reference: str, key: str) -> tuple[float, float, int]:
     """Mean and 95% t half-width over seeds of arm minus reference on `key`, and the seed count."""
-    from .evaluation import mean_and_ci
+    from .intervals import mean_and_ci
 
     by_seed = {c["seed"]: c for c in cells if c["arm"] == reference and key in c}
     diffs = [

@@ -513,6 +513,62 @@ class ExperimentArguments:
 
 
 @dataclass
+class PretrainSelectedArguments:
+    """Stage 06, the paper's design: pretrain fresh models ON selected data (a corpus filtered once
+    by a reference predictor, and MATES's loop that reselects every stage) against random and
+    unfiltered data at equal steps and tokens, over seeds; report-half losses over training."""
+
+    arms: list[str] = field(
+        default_factory=lambda: ["full", "random", "filtered", "mates"],
+        metadata={"help": "full (the whole corpus), random, filtered (top keep_fraction), mates (staged)."},
+    )
+    blocks: str = "outputs/tiny/corpus/blocks"
+    blocks_split: str = field(
+        default="train", metadata={"help": "The corpus the arms train on and select from."}
+    )
+    max_blocks: int | None = field(default=None, metadata={"help": "Only the first N blocks (tests)."})
+    tasks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    keep_fraction: float = field(
+        default=0.5, metadata={"help": "Share of the corpus the filtered and random arms keep."}
+    )
+    reference_predictor: str = field(
+        default="outputs/tiny/predictor/predictor",
+        metadata={
+            "help": "A stage-05 predictor (fitted on labels at the reference checkpoint) that scores the corpus."
+        },
+    )
+    steps: int = 300
+    seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
+    eval_steps: int = field(default=50, metadata={"help": "Report-half losses every this many steps."})
+    # --- MATES's loop ---
+    stage_steps: int = field(
+        default=100, metadata={"help": "Steps per stage; the data is reselected between stages."}
+    )
+    label_sample: int = field(
+        default=200, metadata={"help": "Blocks labelled by the oracle at each stage boundary."}
+    )
+    label_method: str = field(
+        default="adam_update", metadata={"help": "The oracle (stage 03 method) for the labels."}
+    )
+    label_part: str = field(
+        default="select", metadata={"help": "Validation part the labels are scored against."}
+    )
+    predictor_features: list[str] = field(
+        default_factory=lambda: ["ngrams"],
+        metadata={"help": "The refitted predictor's features (ngrams: model-free)."},
+    )
+    temperature: float = field(
+        default=0.25, metadata={"help": "Gumbel top-k temperature of each stage's selection."}
+    )
+    # --- training and evaluation ---
+    pretrain_recipe: str = "recipes/tiny/pretrain.yaml"
+    pretrain_overrides: dict = field(default_factory=dict)
+    validation_sets: str = "outputs/tiny/corpus/validation_tokenized"
+    tokenizer: str = "outputs/tiny/corpus/tokenizer"
+    output_dir: str = "outputs/tiny/pretrain_selected"
+
+
+@dataclass
 class AnalysisArguments:
     """The findings report: scores across checkpoints, tasks and methods; extremes; block features."""
 
@@ -661,6 +717,7 @@ STAGES = (
     "filter",
     "evaluate",
     "experiment",
+    "pretrain_selected",
     "push_to_hub",
     "analyze",
 )
@@ -679,6 +736,7 @@ def stage_arguments(stage: str) -> tuple:
         "filter": (SelectionArguments,),
         "evaluate": (EvaluationArguments,),
         "experiment": (ExperimentArguments,),
+        "pretrain_selected": (PretrainSelectedArguments,),
         "push_to_hub": (HubArguments,),
         "analyze": (AnalysisArguments,),
     }

@@ -29,8 +29,9 @@ import numpy as np
 
 from .configs import EvaluationArguments, SelectionArguments, load_configs, stage_arguments
 from .errors import CodesiftError
-from .evaluation import evaluate_model, mean_and_ci, pass_at_k_metric
+from .evaluation import evaluate_model, pass_at_k_metric
 from .influence.scoring import load_candidates
+from .intervals import mean_and_ci
 from .plots import plot_cross_task_matrix, plot_results_table
 from .provenance import make_record, up_to_date, write_record
 from .report_page import write_report_page

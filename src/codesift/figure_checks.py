@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from matplotlib.collections import Collection, LineCollection
+from matplotlib.collections import Collection, LineCollection, PolyCollection
 from matplotlib.image import AxesImage
 from matplotlib.patches import Polygon, Rectangle
 
@@ -188,7 +188,8 @@ def _interval_drawn(ax) -> bool:
         line for line in ax.get_lines() if len(line.get_xdata()) == 2 and not _is_reference_line(ax, line)
     ]
     spans = [np.ptp(np.asarray(line.get_xydata(), dtype=float), axis=0).max() for line in two_point]
-    return any(span > 0 for span in spans) or any(_nonzero_segments(c) for c in ax.collections)
+    bands = any(isinstance(c, PolyCollection) and len(c.get_paths()) for c in ax.collections)  # fill_between
+    return any(span > 0 for span in spans) or bands or any(_nonzero_segments(c) for c in ax.collections)
 
 
 def _nonzero_segments(collection) -> bool:

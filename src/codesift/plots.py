@@ -403,3 +403,57 @@ def plot_group_heatmap(
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_loss_over_training(cells: list[dict], tasks: list[str], arms: list[str], path=None):
+    """Pretraining on selected data: each arm's report-half loss over training steps (mean over
+    seeds, and the band of the 95% t-interval with two or more seeds), one panel per task; a last
+    panel puts the first task's curve against total compute, training plus selection seconds."""
+    from .intervals import mean_and_ci
+
+    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4.4 * (len(tasks) + 1), 3.8))
+    seeds = max(len({c["seed"] for c in cells if c["arm"] == a}) for a in arms)
+    for colour, arm in enumerate(arms):
+        runs = [c for c in cells if c["arm"] == arm and c["curve"]]
+        steps = [point["step"] for point in runs[0]["curve"]]
+        for ax, task in zip(axes, tasks, strict=False):
+            values = np.array([[p[task] for p in run["curve"]] for run in runs])
+            stats = np.array([mean_and_ci(values[:, j]) for j in range(values.shape[1])])
+            ax.plot(steps, stats[:, 0], marker="o", markersize=3, color=f"C{colour}", label=arm)
+            if seeds > 1:
+                ax.fill_between(
+                    steps,
+                    stats[:, 0] - stats[:, 1],
+                    stats[:, 0] + stats[:, 1],
+                    color=f"C{colour}",
+                    alpha=0.15,
+                )
+        first = np.mean([[p[tasks[0]] for p in run["curve"]] for run in runs], axis=0)
+        compute = np.mean([compute_at(run, steps) for run in runs], axis=0)
+        axes[-1].plot(compute / 60, first, marker="o", markersize=3, color=f"C{colour}", label=arm)
+    for ax, task in zip(axes, tasks, strict=False):
+        ax.set(title=f"{task}: report loss over training", xlabel="step", ylabel="loss (nats/token)")
+    axes[-1].set(
+        title=f"{tasks[0]}: against total compute",
+        xlabel="minutes (training + selection)",
+        ylabel="loss (nats/token)",
+    )
+    axes[-1].legend(fontsize=8, **LEGEND_BESIDE)
+    band = f"mean of {seeds} seeds, band: 95% t-interval" if seeds > 1 else "1 seed: no band"
+    fig.suptitle(f"Pretraining from scratch on selected data ({band})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def compute_at(run: dict, steps: list[int]) -> np.ndarray:
+    """Seconds spent by each step: training as it goes, and selection when it was paid (a staged
+    run's bills at their stage boundaries, a one-shot selection up front)."""
+    steps = np.asarray(steps, dtype=np.float64)
+    spent = run["train_seconds"] * steps / steps.max()
+    stages = (run.get("selection_bill") or {}).get("stages")
+    if not stages:
+        return spent + run["selection_seconds"]
+    for bill in stages:
+        paid = bill["label_seconds"] + bill["fit_seconds"] + bill["predict_seconds"]
+        spent = spent + paid * (steps > bill["step"])
+    return spent

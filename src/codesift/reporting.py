@@ -74,6 +74,7 @@ def update_results_docs(experiment_dir: str | Path, root: str | Path) -> list[Pa
         "`select` halves: [docs/06_experiment.md](docs/06_experiment.md)."
     )
     readme.write_text(replace_block(readme.read_text(), "results", headline))
+    readme.write_text(replace_block(readme.read_text(), "comparisons", comparisons_table(results)))
     table = "\n".join(line for line in markdown.splitlines() if not line.startswith("# "))
     page.write_text(replace_block(page.read_text(), "results", table.strip()))
     image = root / "docs" / "images" / "results.png"
@@ -86,11 +87,139 @@ def update_results_docs(experiment_dir: str | Path, root: str | Path) -> list[Pa
     return written
 
 
+# Comparisons the headline prose makes, each as a paired statistic over seeds: (arm, against it).
+COMPARISONS = (
+    ("predicted_mean", "influence_mean"),
+    ("dsir_mean", "influence_mean"),
+    ("language_matched_random", "influence_mean"),
+    ("equal_compute", "influence_mean"),
+    ("reverse_mean", "influence_mean"),
+)
+
+
+def paired_report_losses(cells: list[dict], arm: str, task: str) -> dict[int, float]:
+    key = f"loss/{task}/report"
+    return {c["seed"]: c[key] for c in cells if c.get("arm") == arm and c.get(key) is not None}
+
+
+def gain_ratio(cells: list[dict], arm: str, other: str, task: str, draws: int = 2000, seed: int = 0):
+    """(ratio, low, high): the arm's gain over random as a share of `other`'s (gains: random's
+    report loss minus the arm's, per seed), with a bootstrap interval that resamples seeds."""
+    import numpy as np
+
+    base, a, b = (paired_report_losses(cells, name, task) for name in ("random", arm, other))
+    seeds = sorted(set(base) & set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    gain_a = np.array([base[s] - a[s] for s in seeds])
+    gain_b = np.array([base[s] - b[s] for s in seeds])
+    ratio = gain_a.mean() / gain_b.mean() if gain_b.mean() else float("nan")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(seeds), (draws, len(seeds)))
+    denominators = gain_b[picks].mean(1)
+    ratios = gain_a[picks].mean(1)[denominators != 0] / denominators[denominators != 0]
+    low, high = np.percentile(ratios, [2.5, 97.5]) if len(ratios) else (float("nan"), float("nan"))
+    return float(ratio), float(low), float(high)
+
+
+def paired_difference(cells: list[dict], arm: str, other: str, task: str):
+    """(mean, half-width of the 95% t-interval, seeds) of the arm's report loss minus `other`'s, per seed."""
+    from .intervals import mean_and_ci
+
+    a, b = paired_report_losses(cells, arm, task), paired_report_losses(cells, other, task)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    mean, ci = mean_and_ci([a[s] - b[s] for s in seeds])
+    return mean, ci, len(seeds)
+
+
+def comparisons_table(results: dict) -> str:
+    """Each comparison the headline prose makes, as numbers with intervals: the paired difference
+    in report loss (below 0: the arm is better), and the arm's gain over random as a share of the
+    other's (a ratio of means, bootstrap over seeds)."""
+    cells, tasks = results.get("cells", []), results["arguments"]["table_tasks"]
+    arms = {c["arm"] for c in cells}
+    header = ["comparison", *[f"{t}: difference" for t in tasks], *[f"{t}: share of the gain" for t in tasks]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm, other in COMPARISONS:
+        if arm not in arms or other not in arms:
+            continue
+        differences = [paired_difference(cells, arm, other, t) for t in tasks]
+        ratios = [gain_ratio(cells, arm, other, t) for t in tasks]
+        row = [f"{arm} - {other}"]
+        row += ["-" if d is None else _fmt((d[0], d[1])) for d in differences]
+        row += ["-" if r is None else f"{r[0]:.0%} [{r[1]:.0%}, {r[2]:.0%}]" for r in ratios]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def timings_table(timings: dict[str, float]) -> str:
     lines = ["| notebook | minutes |", "|---|---|"]
     lines += [f"| `{name}` | {seconds / 60:.1f} |" for name, seconds in timings.items()]
     lines.append(f"| all | {sum(timings.values()) / 60:.1f} |")
     return "\n".join(lines)
+
+
+def update_pretrain_selected_docs(folder: str | Path, root: str | Path) -> list[Path]:
+    """docs/06's pretraining-on-selected-data table and figure, and README's summary of it."""
+    folder, root = Path(folder), Path(root)
+    results = json.loads((folder / "results.json").read_text())
+    markdown = (folder / "results.md").read_text()
+    stamp = run_stamp(folder / "results.json")
+    table = "\n".join(line for line in markdown.splitlines() if not line.startswith("# ")).strip()
+    page, readme = root / "docs" / "06_experiment.md", root / "README.md"
+    page.write_text(replace_block(page.read_text(), "pretrain_selected", f"{table}\n\n{stamp}"))
+    readme.write_text(
+        replace_block(readme.read_text(), "pretrain_selected", pretrain_selected_summary(results, stamp))
+    )
+    image = root / "docs" / "images" / "pretrain_selected.png"
+    shutil.copyfile(folder / "results.png", image)
+    return [page, readme, image]
+
+
+def run_stamp(results_file: Path) -> str:
+    """The date the results were written and the machine, as one sentence."""
+    import datetime
+
+    from .experiment import machine_description
+
+    day = datetime.date.fromtimestamp(results_file.stat().st_mtime).isoformat()
+    return f"{day}; {machine_description()}."
+
+
+def pretrain_selected_summary(results: dict, stamp: str) -> str:
+    """README's lines: each selected arm's final report loss against random's and the unfiltered
+    corpus's, paired by seed, with intervals."""
+    args, summary = results["arguments"], results["summary"]
+    lines = ["| arm | " + " | ".join(f"{t} - random | {t} - full" for t in args["tasks"]) + " |",
+             "|---|" + "---|---|" * len(args["tasks"])]  # fmt: skip
+    for arm, entry in summary.items():
+        if arm in ("random", "full"):
+            continue
+        cells = [
+            _fmt(tuple(entry.get(f"vs_{base}/{t}", (None, None))))
+            for t in args["tasks"]
+            for base in ("random", "full")
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    seeds = max(len(e["seeds"]) for e in summary.values())
+    return "\n".join(lines) + (
+        f"\n\nReport loss after {args['steps']} steps from scratch, paired by seed (mean ± 95% t-interval over "
+        f"{seeds} seeds; below 0: better). {stamp} Table and figure: [docs/06_experiment.md](docs/06_experiment.md)."
+    )
+
+
+def update_report_docs(report: str | Path, root: str | Path) -> Path:
+    """docs/findings.md's table from a findings report (report.md), with the date it was written."""
+    report = Path(report)
+    lines = report.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| finding |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    page = Path(root) / "docs" / "findings.md"
+    body = "\n".join(lines[start:end]) + f"\n\n{run_stamp(report)}"
+    page.write_text(replace_block(page.read_text(), "findings", body))
+    return page
 
 
 def update_timings_docs(timings_file: str | Path, root: str | Path) -> Path:

