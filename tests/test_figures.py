@@ -272,3 +272,12 @@ def test_the_title_check_fires_when_no_interval_is_drawn():
     fig.suptitle("Did selection beat random? (mean and 95% CI)")
     assert any("promises intervals" in p for p in figure_problems(fig))
     plt.close(fig)
+
+
+def test_the_title_overlap_check_fires():
+    fig, axes = plt.subplots(1, 2, figsize=(6, 2))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1])
+        ax.set_title("a title far too long for its narrow panel, running into the next one")
+    assert any("titles" in p and "overlap" in p for p in figure_problems(fig))
+    plt.close(fig)

@@ -120,3 +120,29 @@ def test_bad_arguments_fail_before_training(micro_corpus, reference_predictor, t
     with pytest.raises(PretrainSelectedError, match="run scripts/train_predictor.py"):
         run_pretrain_selected(micro_args(micro_corpus, tmp_path / "none", tmp_path, arms=["filtered"]))
     assert not any(tmp_path.iterdir())
+
+
+def test_curves_merge_tasks_logged_apart_and_stages_keep_their_own_time(tmp_path):
+    """An evaluation of several datasets logs each task on its own line; a stage's log inherits
+    the evaluations of the stages before it, which are not its time."""
+    from codesift.pretrain_selected import cell_curve, run_train_seconds
+    from codesift.utils import write_json
+
+    def run(folder, logs, continue_from=None):
+        (folder).mkdir(parents=True)
+        write_json(folder / "trainer_state.json", {"log_history": logs})
+        write_json(folder / "provenance.json", {"arguments": {"pretrain": {"continue_from": continue_from}}})
+
+    first = [{"step": 5, "eval_a_loss": 3.0, "eval_a_runtime": 1.0}, {"step": 5, "eval_b_loss": 4.0, "eval_b_runtime": 2.0},
+             {"step": 10, "eval_a_loss": 2.5, "eval_a_runtime": 1.0}, {"step": 10, "eval_b_loss": 3.5, "eval_b_runtime": 2.0},
+             {"step": 10, "train_runtime": 20.0}]  # fmt: skip
+    second = first[:-1] + [{"step": 15, "eval_a_loss": 2.0, "eval_a_runtime": 1.0},
+                           {"step": 15, "eval_b_loss": 3.0, "eval_b_runtime": 2.0}, {"step": 15, "train_runtime": 12.0}]  # fmt: skip
+    run(tmp_path / "mates" / "stage-0" / "model", first)
+    run(tmp_path / "mates" / "stage-1" / "model", second, continue_from="x/stage-0/model/checkpoint-10")
+    assert cell_curve(tmp_path / "mates", ["a", "b"]) == [
+        {"step": 5, "a": 3.0, "b": 4.0}, {"step": 10, "a": 2.5, "b": 3.5}, {"step": 15, "a": 2.0, "b": 3.0}]  # fmt: skip
+    assert run_train_seconds(tmp_path / "mates" / "stage-0" / "model") == 20.0 - 6.0
+    assert (
+        run_train_seconds(tmp_path / "mates" / "stage-1" / "model") == 12.0 - 3.0
+    )  # not stage 0's evaluations

@@ -34,8 +34,23 @@ def figure_problems(fig, dpi: float = 120) -> list[str]:
         covered = legend_covered_points(ax, renderer)
         if covered:
             problems.append(f"{name}: the legend covers {covered} data point(s)")
+    problems += overlapping_titles(fig, renderer)
     problems += unshown_interval_claims(fig)
     return problems
+
+
+def overlapping_titles(fig, renderer) -> list[str]:
+    """Panel titles (and the figure's title) whose boxes run into each other."""
+    titles = [ax.title for ax in data_axes(fig) if ax.title.get_text().strip()]
+    if fig._suptitle is not None and fig._suptitle.get_text().strip():
+        titles.append(fig._suptitle)
+    boxes = [(t.get_text(), text_corners(t, renderer)) for t in titles]
+    return [
+        f"titles {a!r} and {b!r} overlap"
+        for i, (a, box_a) in enumerate(boxes)
+        for b, box_b in boxes[i + 1 :]
+        if rectangles_overlap(box_a, box_b)
+    ]
 
 
 def data_axes(fig) -> list:

@@ -158,7 +158,8 @@ def plot_correlation_heatmap(matrix, labels, title: str, path=None):
     ax.set_yticks(range(len(labels)), labels)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize=8)
+            ink = "white" if abs(matrix[i][j]) > 0.6 else "black"  # readable on the dark cells
+            ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize=8, color=ink)
     fig.colorbar(image, ax=ax, label="Spearman")
     ax.set_title(title)
     return _save(fig, path)
@@ -243,9 +244,15 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
         )
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # a narrow panel: few ticks, never touching
         ax.set_title(f"{key.split('/')[2]}: report loss minus random's", fontsize=9)
-        ax.set_xlabel("nats (below 0: better than random)", fontsize=8)
+        ax.set_xlabel("nats (below 0: better; a named baseline in its place)", fontsize=8)
     first = np.atleast_1d(axes)[0]
-    first.set_yticks(range(len(arms)), arms, fontsize=8)
+    labels = [  # an arm compared with another baseline (the 5% arms: a random 5%) says so
+        arm
+        if summary[arm].get("baseline", "random") == "random"
+        else f"{arm} (vs {summary[arm]['baseline']})"
+        for arm in arms
+    ]
+    first.set_yticks(range(len(arms)), labels, fontsize=8)
     first.invert_yaxis()
     count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     how = (
@@ -399,7 +406,8 @@ def plot_group_heatmap(
     ax.set_yticks(range(len(rows)), rows)
     for i in range(len(rows)):
         for j in range(len(columns)):
-            ax.text(j, i, f"{matrix[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+            ink = "white" if abs(matrix[i, j]) > 0.6 * limit else "black"  # readable on the dark cells
+            ax.text(j, i, f"{matrix[i, j]:+.2f}", ha="center", va="center", fontsize=8, color=ink)
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title)
     return _save(fig, path)

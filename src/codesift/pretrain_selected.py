@@ -186,17 +186,11 @@ def train_stage(
     """`steps` steps on `blocks` (from scratch, or on from `continue_from`), the report halves
     evaluated every `eval_steps`; returns the run's metrics with its loss curve."""
     configs = stage_configs(args, blocks, split, output_dir, seed, steps, continue_from)
-    start = time.perf_counter()
-    metrics = run_pretraining(*configs)
-    wall = time.perf_counter() - start
-    history = read_json(output_dir / "trainer_state.json")["log_history"]
-    evaluating = sum(
-        v for log in history for k, v in log.items() if k.startswith("eval_") and k.endswith("_runtime")
-    )
+    run_pretraining(*configs)
     training = configs[2]
     return {
-        "curve": loss_curve(history, args.tasks),
-        "train_seconds": max(0.0, float(metrics.get("train_runtime", wall)) - evaluating),
+        "curve": run_curve([output_dir], args.tasks),
+        "train_seconds": run_train_seconds(output_dir),
         "tokens_trained": steps * training.per_device_train_batch_size * training.gradient_accumulation_steps
         * max(1, training.world_size) * len(load_blocks(blocks, split)[0]["input_ids"]),
     }  # fmt: skip
@@ -231,11 +225,47 @@ def stage_configs(args, blocks, split, output_dir, seed, steps, continue_from):
     )
 
 
-def loss_curve(history: list[dict], tasks: list[str]) -> list[dict]:
-    """[{step, <task>: report loss}] at every evaluation of the run."""
-    keys = [f"eval_{t}_loss" for t in tasks]  # the eval datasets are the report halves, named by task
-    return [{"step": log["step"], **{t: log[k] for t, k in zip(tasks, keys, strict=True)}}
-            for log in history if all(k in log for k in keys)]  # fmt: skip
+def run_curve(run_dirs: list[Path], tasks: list[str]) -> list[dict]:
+    """[{step, <task>: report loss}] from the runs' Trainer logs. An evaluation of several datasets
+    logs each task on its own line, so lines are merged by step; a stage that goes on from a
+    checkpoint inherits that checkpoint's log, whose steps are kept as first seen."""
+    merged: dict[int, dict] = {}
+    for run in run_dirs:
+        for log in read_json(Path(run) / "trainer_state.json")["log_history"]:
+            for task in tasks:
+                if f"eval_{task}_loss" in log:  # the eval datasets are the report halves, named by task
+                    merged.setdefault(log["step"], {}).setdefault(task, log[f"eval_{task}_loss"])
+    return [{"step": step, **losses} for step, losses in sorted(merged.items()) if len(losses) == len(tasks)]
+
+
+def cell_runs(folder: Path) -> list[Path]:
+    """A cell's training runs: its one run, or MATES's stages in order."""
+    if (folder / "model").is_dir():
+        return [folder / "model"]
+    return sorted(folder.glob("stage-*/model"), key=lambda p: int(p.parent.name.split("-")[1]))
+
+
+def cell_curve(folder: Path, tasks: list[str]) -> list[dict]:
+    return run_curve(cell_runs(folder), tasks)
+
+
+def run_train_seconds(run: Path) -> float:
+    """A run's training seconds: its `train_runtime` less its own evaluations (a stage's log also
+    holds the evaluations of the stages before it, which are not its time)."""
+    history = read_json(Path(run) / "trainer_state.json")["log_history"]
+    runtime = next(log["train_runtime"] for log in reversed(history) if "train_runtime" in log)
+    start = run_start_step(run)
+    evaluating = sum(
+        value for log in history if log.get("step", 0) > start
+        for key, value in log.items() if key.startswith("eval_") and key.endswith("_runtime")
+    )  # fmt: skip
+    return max(0.0, float(runtime) - evaluating)
+
+
+def run_start_step(run: Path) -> int:
+    """The step a run started from: 0, or that of the checkpoint a stage went on from (its record says)."""
+    source = read_json(Path(run) / "provenance.json")["arguments"]["pretrain"].get("continue_from")
+    return int(Path(source).name.split("-")[1]) if source else 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,14 +278,12 @@ def run_mates(args, seed: int, corpus, folder: Path) -> dict:
     per_stage = stage_blocks(args)
     used: set[int] = set()
     blocks = random_stage_blocks(corpus, per_stage, seed, folder / "stage-0")
-    curve, bills, train_seconds, tokens, checkpoint = [], [], 0.0, 0, None
+    bills, train_seconds, tokens, checkpoint = [], 0.0, 0, None
     for stage in range(args.steps // args.stage_steps):
         used |= {int(b) for b in load_blocks(blocks, "train")["block_id"]}
         run = train_stage(
             args, blocks, "train", folder / f"stage-{stage}" / "model", seed, args.stage_steps, checkpoint
         )
-        # a stage goes on from a checkpoint whose log it inherits: keep its own steps only
-        curve += [point for point in run["curve"] if point["step"] > (curve[-1]["step"] if curve else 0)]
         train_seconds += run["train_seconds"]
         tokens += run["tokens_trained"]
         checkpoint = last_checkpoint_of(folder / f"stage-{stage}" / "model")
@@ -268,7 +296,7 @@ def run_mates(args, seed: int, corpus, folder: Path) -> dict:
         key: sum(b[key] for b in bills) for key in ("label_seconds", "fit_seconds", "predict_seconds")
     }
     return {
-        "curve": curve,
+        "curve": cell_curve(folder, args.tasks),
         "train_seconds": train_seconds,
         "tokens_trained": tokens,
         "selection_seconds": sum(selection.values()),
@@ -368,6 +396,10 @@ def fit_predictor(args, sample, labels: np.ndarray):
 
 
 def write_results(args, cells: list[dict], output_dir: Path) -> dict:
+    for cell in cells:  # from the runs' own logs, so that a kept cell is read the same way
+        folder = output_dir / f"seed-{cell['seed']}" / cell["arm"]
+        cell["curve"] = cell_curve(folder, args.tasks)
+        cell["train_seconds"] = sum(run_train_seconds(run) for run in cell_runs(folder))
     arms = [a for a in args.arms if any(c["arm"] == a for c in cells)]
     final = {a: {c["seed"]: c["curve"][-1] for c in cells if c["arm"] == a and c["curve"]} for a in arms}
     summary = {}
