@@ -192,6 +192,9 @@ FIGURES = {
     "loss_over_training_3_seeds": lambda: plots.plot_loss_over_training(
         pretrain_selected_cells(3), ["humaneval", "mbpp"], ["full", "random", "filtered", "mates"]
     ),
+    "arm_training_losses": lambda: plots.plot_arm_training_losses(
+        {arm: {s: 5 - s / 60 + i / 20 for s in range(310, 326, 1)} for i, arm in enumerate(ARMS[:8])}, 42
+    ),
     "effect_intervals": lambda: plots.plot_effect_intervals(
         {f"{t}: step 100 vs 300": (0.36, 0.30, 0.41) for t in TASKS}, "Spearman between checkpoints"
     ),

@@ -271,3 +271,27 @@ def test_clustered_intervals_are_wider_when_blocks_come_from_few_documents():
     assert blocks[0] == clustered[0]
     assert (clustered[2] - clustered[1]) > 3 * (blocks[2] - blocks[1])
     assert clustered[1] < 0 < clustered[2] and not blocks[1] < 0 < blocks[2]  # only blocks call it "yes"
+
+
+@pytest.mark.parametrize("packages, verdict", [(2, "unclear"), (10, "yes")])
+def test_a_language_finding_on_few_packages_is_unclear(tmp_path, packages, verdict):
+    """C++ blocks that help a C++ task: with their blocks from 2 packages the package bootstrap has
+    a handful of distinct draws, so the finding is unclear however strong it looks."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from codesift.analysis import Report, languages_section
+
+    rng = np.random.default_rng(0)
+    ids = list(range(400))
+    languages = ["cpp"] * 100 + ["python"] * 300
+    scores = Dataset.from_dict({"block_id": ids, "influence_humaneval_x_cpp": [
+        rng.normal(1.0 if lang == "cpp" else 0.0, 0.3) for lang in languages]})  # fmt: skip
+    clusters = {b: f"cpp_pkg_{b % packages}" if lang == "cpp" else f"py_pkg_{b % 30}"
+                for b, lang in zip(ids, languages, strict=True)}  # fmt: skip
+    report = Report()
+    args = SimpleNamespace(top_share=0.2, bootstrap=200, seed=0)
+    languages_section(report, scores, dict(zip(ids, languages, strict=True)), args, tmp_path, clusters)
+    row = next(r for r in report.rows if r["finding"].startswith("cpp blocks help"))
+    assert row["agrees"] == verdict and f"from {packages} vs 30 packages" in row["measured"]

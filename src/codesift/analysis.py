@@ -40,6 +40,9 @@ from .utils import atomic_directory, write_json
 logger = logging.getLogger(__name__)
 
 VARIES_BELOW = 0.9  # "the rankings differ" when a Spearman interval lies entirely below this
+# A bootstrap over fewer packages than this has a handful of distinct draws: its interval is no
+# interval, so a language finding resting on so few packages is "unclear" whatever it shows.
+MIN_CLUSTERS = 5
 
 
 @dataclass
@@ -239,7 +242,7 @@ def languages_section(
                 "paper": "beneficial data vary across languages (assumed here: a task's own language helps it most)",
                 "measured": f"mean z, {own} minus python: {interval(*effect)} ({counts[own]} vs {counts['python']} "
                 f"blocks from {packages[own]} vs {packages['python']} packages; interval over packages)",
-                "agrees": agrees("positive", effect[1], effect[2]),
+                "agrees": agrees("positive", effect[1], effect[2]) if min(packages.values()) >= MIN_CLUSTERS else "unclear",
             }
         )
     missing = [t for t in tasks if task_language(t) != "python" and counts.get(task_language(t), 0) < 5]

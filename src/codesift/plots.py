@@ -465,3 +465,16 @@ def compute_at(run: dict, steps: list[int]) -> np.ndarray:
         paid = bill["label_seconds"] + bill["fit_seconds"] + bill["predict_seconds"]
         spent = spent + paid * (steps > bill["step"])
     return spent
+
+
+def plot_arm_training_losses(losses: dict[str, dict[int, float]], seed: int, path=None):
+    """Each arm's training loss on its own selection over its steps ({arm: {step: loss}})."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for arm, points in losses.items():
+        steps = sorted(points)
+        ax.plot(steps, [points[s] for s in steps], label=arm)
+    ax.set(
+        title=f"Training loss of each arm on its own selection (seed {seed})", xlabel="step", ylabel="loss"
+    )
+    ax.legend(fontsize=8, **LEGEND_BESIDE)
+    return _save(fig, path)
