@@ -242,7 +242,9 @@ def languages_section(
                 "paper": "beneficial data vary across languages (assumed here: a task's own language helps it most)",
                 "measured": f"mean z, {own} minus python: {interval(*effect)} ({counts[own]} vs {counts['python']} "
                 f"blocks from {packages[own]} vs {packages['python']} packages; interval over packages)",
-                "agrees": agrees("positive", effect[1], effect[2]) if min(packages.values()) >= MIN_CLUSTERS else "unclear",
+                "agrees": agrees("positive", effect[1], effect[2])
+                if min(packages.values()) >= MIN_CLUSTERS
+                else "unclear",
             }
         )
     missing = [t for t in tasks if task_language(t) != "python" and counts.get(task_language(t), 0) < 5]

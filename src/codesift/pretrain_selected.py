@@ -184,13 +184,12 @@ def train_stage(
     args, blocks: str, split: str, output_dir: Path, seed: int, steps: int, continue_from=None
 ) -> dict:
     """`steps` steps on `blocks` (from scratch, or on from `continue_from`), the report halves
-    evaluated every `eval_steps`; returns the run's metrics with its loss curve."""
+    evaluated every `eval_steps`; returns the tokens it trained on (its curve and seconds are read
+    from its log when the results are written)."""
     configs = stage_configs(args, blocks, split, output_dir, seed, steps, continue_from)
     run_pretraining(*configs)
     training = configs[2]
     return {
-        "curve": run_curve([output_dir], args.tasks),
-        "train_seconds": run_train_seconds(output_dir),
         "tokens_trained": steps * training.per_device_train_batch_size * training.gradient_accumulation_steps
         * max(1, training.world_size) * len(load_blocks(blocks, split)[0]["input_ids"]),
     }  # fmt: skip
@@ -278,13 +277,12 @@ def run_mates(args, seed: int, corpus, folder: Path) -> dict:
     per_stage = stage_blocks(args)
     used: set[int] = set()
     blocks = random_stage_blocks(corpus, per_stage, seed, folder / "stage-0")
-    bills, train_seconds, tokens, checkpoint = [], 0.0, 0, None
+    bills, tokens, checkpoint = [], 0, None
     for stage in range(args.steps // args.stage_steps):
         used |= {int(b) for b in load_blocks(blocks, "train")["block_id"]}
         run = train_stage(
             args, blocks, "train", folder / f"stage-{stage}" / "model", seed, args.stage_steps, checkpoint
         )
-        train_seconds += run["train_seconds"]
         tokens += run["tokens_trained"]
         checkpoint = last_checkpoint_of(folder / f"stage-{stage}" / "model")
         if stage + 1 < args.steps // args.stage_steps:
@@ -296,8 +294,6 @@ def run_mates(args, seed: int, corpus, folder: Path) -> dict:
         key: sum(b[key] for b in bills) for key in ("label_seconds", "fit_seconds", "predict_seconds")
     }
     return {
-        "curve": cell_curve(folder, args.tasks),
-        "train_seconds": train_seconds,
         "tokens_trained": tokens,
         "selection_seconds": sum(selection.values()),
         "selection_bill": {**selection, "stages": bills},
