@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo table exact report pretrain_selected notebooks test slow_test style quality clean
+.PHONY: install demo table exact replicate report pretrain_selected notebooks test slow_test style quality clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,11 +31,12 @@ demo: install
 	$(PY) scripts/push_to_hub.py --config recipes/$(RECIPE)/push_to_hub.yaml   # export only; --push true uploads
 	@echo "demo finished; everything is under outputs/$(RECIPE)/. The results table: outputs/$(RECIPE)/experiment/results.md (plot: results.png); Hub-ready exports: outputs/$(RECIPE)/hub/"
 
-# The results table over three seeds (reuses the demo's warm-up, scores and finished cells): the
+# The results table over three to five seeds (reuses the demo's warm-up, scores and finished cells): the
 # recipe's experiment_table.yaml (every arm), else its experiment.yaml at three seeds.
 TABLE_RECIPE = $(if $(wildcard recipes/$(RECIPE)/experiment_table.yaml),recipes/$(RECIPE)/experiment_table.yaml,recipes/$(RECIPE)/experiment.yaml --seeds 42 43 44)
 table: install
 	test -f outputs/$(RECIPE)/experiment/results.md || $(MAKE) demo
+	if [ -f recipes/$(RECIPE)/influence_exact.yaml ]; then $(MAKE) exact; fi   # the exact probe's bill (equal_compute_exact)
 	$(PY) scripts/run_experiment.py --config $(TABLE_RECIPE)
 	if [ "$(RECIPE)" = tiny ]; then $(PY) scripts/update_docs.py --results outputs/$(RECIPE)/experiment; fi   # README's headline, docs/06
 	@echo "three-seed table: outputs/$(RECIPE)/experiment/results.html (markdown: results.md, plot: results.png)"
@@ -52,10 +53,18 @@ pretrain_selected: install
 exact: install
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_exact.yaml
 
-# The findings report (scores at three checkpoints and every task, then the analysis); after `make demo`.
+# A second warm-up that differs only in its seed, scored as influence_stages.yaml scores the first:
+# how alike two runs of one setting rank the blocks (the ceiling the report's "varies" is tested against).
+replicate: install
+	$(PY) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain.yaml --seed 43 --output_dir outputs/$(RECIPE)/pretrain_replicate
+	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_replicate.yaml
+
+# The findings report (scores at three checkpoints and every task, a second warm-up's for the
+# run-to-run ceiling, then the analysis); after `make demo`.
 report: install
 	test -d outputs/$(RECIPE)/pretrain/checkpoint-300 || $(MAKE) demo
 	$(PY) scripts/compute_influence.py --config recipes/$(RECIPE)/influence_stages.yaml
+	if [ -f recipes/$(RECIPE)/influence_replicate.yaml ]; then $(MAKE) replicate; fi   # the run-to-run ceiling
 	$(PY) scripts/analyze.py --config recipes/$(RECIPE)/analyze.yaml
 	if [ "$(RECIPE)" = tiny ]; then $(PY) scripts/update_docs.py --report outputs/$(RECIPE)/report.md; fi   # docs/findings.md
 	@echo "findings report: outputs/$(RECIPE)/report.html (open it in a browser; markdown: report.md, figures: outputs/$(RECIPE)/report/)"

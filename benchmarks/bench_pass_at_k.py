@@ -5,7 +5,7 @@ against an earlier revision, side by side in one run.
     .venv/bin/python benchmarks/bench_pass_at_k.py --baseline_rev eb06d9e --repeats 5
 
 The baseline is checked out into a temporary git worktree; each timing runs in a fresh interpreter
-whose PYTHONPATH puts that tree's `src/` first, loading that tree's `metrics/pass_at_k`. Baseline
+whose PYTHONPATH puts that tree's `src/` first, loading that tree's pass@k metric folder. Baseline
 and current alternate (B, C, B, C, ...) so machine noise hits both. Prints every run, the medians,
 the ratio current / baseline (goal: at most 1.2) and whether every reference passed in each.
 """
@@ -37,10 +37,16 @@ print(json.dumps({"seconds": time.perf_counter() - start, "pass@1": scores["pass
 """
 
 
+def metric_folder(tree: Path) -> Path:
+    """The metric inside the package, or at the top of an older tree."""
+    inside = tree / "src" / "codesift" / "metrics" / "pass_at_k"
+    return inside if inside.is_dir() else tree / "metrics" / "pass_at_k"
+
+
 def time_tree(tree: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", TIMING, str(tree / "metrics" / "pass_at_k")],
+        [sys.executable, "-c", TIMING, str(metric_folder(tree))],
         env=env,
         capture_output=True,
         text=True,

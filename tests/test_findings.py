@@ -102,15 +102,46 @@ def test_groups_features_verdicts_and_the_table():
     assert table.splitlines()[2] == "| extremes are stable | yes | 0.61 [0.5, 0.7] | yes |"
 
 
+def write_scores(folder, ids, step, values: dict, rng) -> None:
+    """Fabricated stage-03 scores ({task: array}) as `folder/step-<step>/adam_update`."""
+    from datasets import Dataset
+
+    Dataset.from_dict(
+        {
+            "block_id": ids,
+            "step": [step] * len(ids),
+            "method": ["adam_update"] * len(ids),
+            **{f"influence_{t}": np.asarray(v).tolist() for t, v in values.items()},
+            "candidate_loss": rng.uniform(2, 6, len(ids)).tolist(),
+        }
+    ).save_to_disk(str(folder / f"step-{step}" / "adam_update"))
+
+
+def analysis_arguments(micro_corpus, tmp_path, **overrides):
+    from codesift.configs import AnalysisArguments
+
+    arguments = {
+        "stages_dir": str(tmp_path / "scores"),
+        "influence_dir": str(tmp_path / "scores"),
+        "replicate_dir": str(tmp_path / "replicate"),
+        "candidates": str(micro_corpus / "blocks"),
+        "documents": str(micro_corpus / "documents"),
+        "tokenizer": str(micro_corpus / "tokenizer"),
+        "bootstrap": 200,
+        "experiment_dir": str(tmp_path / "no_experiment"),
+        "output_dir": str(tmp_path / "report"),
+    }
+    return AnalysisArguments(**{**arguments, **overrides})
+
+
 def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path):
     """The analysis stage on fabricated scores at two checkpoints (the second a noisy copy of the
     first): the table's numbers are the findings functions' on the same data, figures are written."""
     import json
 
-    from datasets import Dataset, load_from_disk
+    from datasets import load_from_disk
 
     from codesift.analysis import run_analysis_stage
-    from codesift.configs import AnalysisArguments
     from codesift.findings import aligned, spearman
 
     pool = load_from_disk(str(micro_corpus / "blocks"))["candidates"]
@@ -119,26 +150,8 @@ def test_the_report_states_each_finding_with_its_numbers(micro_corpus, tmp_path)
     first = {t: rng.normal(size=len(ids)) for t in ("humaneval", "mbpp")}
     second = {t: v + rng.normal(scale=0.5, size=len(ids)) for t, v in first.items()}
     for step, values in ((4, first), (8, second)):
-        Dataset.from_dict(
-            {
-                "block_id": ids,
-                "step": [step] * len(ids),
-                "method": ["adam_update"] * len(ids),
-                **{f"influence_{t}": v.tolist() for t, v in values.items()},
-                "candidate_loss": rng.uniform(2, 6, len(ids)).tolist(),
-            }
-        ).save_to_disk(str(tmp_path / "scores" / f"step-{step}" / "adam_update"))
-    args = AnalysisArguments(
-        stages_dir=str(tmp_path / "scores"),
-        influence_dir=str(tmp_path / "scores"),
-        candidates=str(micro_corpus / "blocks"),
-        documents=str(micro_corpus / "documents"),
-        tokenizer=str(micro_corpus / "tokenizer"),
-        bootstrap=200,
-        experiment_dir=str(tmp_path / "no_experiment"),
-        output_dir=str(tmp_path / "report"),
-    )
-    path = run_analysis_stage(args)
+        write_scores(tmp_path / "scores", ids, step, values, rng)
+    path = run_analysis_stage(analysis_arguments(micro_corpus, tmp_path))
     assert path == tmp_path / "report.md"  # beside the folder of figures, linked into it
     text = path.read_text()
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -295,3 +308,87 @@ def test_a_language_finding_on_few_packages_is_unclear(tmp_path, packages, verdi
     languages_section(report, scores, dict(zip(ids, languages, strict=True)), args, tmp_path, clusters)
     row = next(r for r in report.rows if r["finding"].startswith("cpp blocks help"))
     assert row["agrees"] == verdict and f"from {packages} vs 30 packages" in row["measured"]
+
+
+def runs_of(latent, noise, runs, seed):
+    """`runs` score sets of one latent ranking, each with its own noise: one setting, several seeds."""
+    rng = np.random.default_rng(seed)
+    return [latent + noise * rng.standard_normal(latent.size) for _ in range(runs)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rankings_as_alike_as_two_runs_do_not_vary(seed):
+    """Two checkpoints that agree at Spearman ~0.36, exactly as much as two seeds of the warm-up
+    agree at one checkpoint: nothing varies beyond run-to-run noise, so "no". The old rule (an
+    interval below 0.9) said "yes" to any such pair."""
+    from codesift.findings import bootstrap, spearman, varies_beyond_runs
+
+    latent = np.random.default_rng(100 + seed).standard_normal(1000)
+    first, last, again = runs_of(latent, 1.2, 3, seed)
+    found = varies_beyond_runs((first, last), [(last, again)], n=300, seed=seed)
+    assert 0.28 < found["spearman"] < 0.45 and 0.28 < found["ceiling"] < 0.45, found
+    assert found["varies"] == "no", found
+    assert bootstrap(spearman, first, last, n=300, seed=seed)[2] < 0.9  # the old rule's "yes"
+
+
+def test_rankings_that_agree_less_than_two_runs_vary():
+    from codesift.findings import varies_beyond_runs
+
+    rng = np.random.default_rng(3)
+    latent_then, latent_now = rng.standard_normal(1000), rng.standard_normal(1000)
+    first = runs_of(latent_then, 0.5, 1, 4)[0]
+    last, again = runs_of(0.3 * latent_then + latent_now, 0.5, 2, 5)
+    found = varies_beyond_runs((first, last), [(last, again)], n=300, seed=0)
+    assert found["varies"] == "yes" and found["gap"][1] > 0, found
+    # the ceiling is the lowest of several replicate pairs: two tasks, each against its second run
+    noisy = runs_of(latent_now, 3.0, 2, 6)
+    low = varies_beyond_runs((first, last), [(last, again), tuple(noisy)], n=300, seed=0)
+    assert low["ceiling"] < found["ceiling"] and low["varies"] != "yes", low
+    with pytest.raises(ValueError, match="replicate"):
+        varies_beyond_runs((first, last), [], n=10)
+
+
+def test_too_few_blocks_to_tell_is_unclear():
+    from codesift.findings import varies_beyond_runs
+
+    latent = np.random.default_rng(8).standard_normal(20)
+    first, last, again = runs_of(latent, 1.0, 3, 9)
+    assert varies_beyond_runs((first, last), [(last, again)], n=300, seed=0)["varies"] == "unclear"
+
+
+@pytest.mark.parametrize("replicate", ["none", "same_noise", "exact_copy"])
+def test_the_reports_varies_verdicts_rest_on_the_second_warm_up(micro_corpus, tmp_path, replicate):
+    """The analysis stage: step 4 vs 8 agree at ~0.9. With no second warm-up the finding is unclear
+    (no fixed threshold stands in); with one as noisy as the gap between steps, "no"; with one that
+    reproduces step 8 exactly (a ceiling of 1), "yes"."""
+    import json
+
+    from datasets import load_from_disk
+
+    from codesift.analysis import run_analysis_stage
+
+    pool = load_from_disk(str(micro_corpus / "blocks"))["candidates"]
+    ids = [int(b) for b in pool["block_id"]]
+    rng = np.random.default_rng(0)
+    latent = {t: rng.normal(size=len(ids)) for t in ("humaneval", "mbpp")}
+    first = {t: v + rng.normal(scale=0.3, size=len(ids)) for t, v in latent.items()}
+    second = {t: v + rng.normal(scale=0.3, size=len(ids)) for t, v in latent.items()}
+    for step, values in ((4, first), (8, second)):
+        write_scores(tmp_path / "scores", ids, step, values, rng)
+    if replicate != "none":
+        again = (
+            second
+            if replicate == "exact_copy"
+            else {t: v + rng.normal(scale=0.3, size=len(ids)) for t, v in latent.items()}
+        )
+        write_scores(tmp_path / "replicate", ids, 8, again, rng)
+    run_analysis_stage(analysis_arguments(micro_corpus, tmp_path, bootstrap=300))
+    rows = json.loads((tmp_path / "report" / "report.json").read_text())["rows"]
+    stages = [r for r in rows if r["finding"].startswith("beneficial data change across training stages")]
+    assert len(stages) == 2
+    expected = {"none": "unclear", "same_noise": "no", "exact_copy": "yes"}[replicate]
+    assert all(r["agrees"] == expected for r in stages), stages
+    if replicate == "none":
+        assert all("no run-to-run ceiling" in r["measured"] for r in stages)
+    else:
+        assert all("two seeds of the warm-up agree at" in r["measured"] for r in stages)

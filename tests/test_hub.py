@@ -122,7 +122,7 @@ def test_cards_carry_how_each_artifact_was_made(sources, exports):
     model_body = (model_dir / "README.md").read_text()
     assert "assumed, following MATES" in model_body and "# --- pretrain.yaml" in model_body
     assert "github.com/codesift" not in body + model_body  # no placeholder links
-    for template in (ROOT / "hub_cards").glob("*.md"):  # and no recipe folder of this checkout
+    for template in (ROOT / "src" / "codesift" / "hub" / "templates").glob("*.md"):  # and no recipe folder of this checkout
         assert "recipes/" not in template.read_text(), template.name
 
 

@@ -16,9 +16,11 @@ import numpy as np
 from .errors import CodesiftError
 from .filters import code_tokens
 from .findings import (
+    SAME_WITHIN,
     agreement,
     agrees,
     aligned,
+    aligned_many,
     bootstrap,
     extremes_beyond_correlation,
     feature_effects,
@@ -29,6 +31,7 @@ from .findings import (
     task_language,
     top_set,
     top_shares,
+    varies_beyond_runs,
 )
 from .influence.stats import load_scores, score_tasks
 from .plots import plot_correlation_heatmap, plot_effect_intervals, plot_group_heatmap
@@ -39,7 +42,6 @@ from .utils import atomic_directory, write_json
 
 logger = logging.getLogger(__name__)
 
-VARIES_BELOW = 0.9  # "the rankings differ" when a Spearman interval lies entirely below this
 # A bootstrap over fewer packages than this has a handful of distinct draws: its interval is no
 # interval, so a language finding resting on so few packages is "unclear" whatever it shows.
 MIN_CLUSTERS = 5
@@ -57,9 +59,17 @@ def interval(point, low, high) -> str:
     return f"{point:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def varies(rho) -> str:
-    """'yes' when a Spearman interval lies below VARIES_BELOW, 'no' above it, else 'unclear'."""
-    return "yes" if rho[2] < VARIES_BELOW else ("no" if rho[1] >= VARIES_BELOW else "unclear")
+def varies_row(pair: tuple, replicates: list, args) -> tuple[str, str]:
+    """(measured, verdict) for "these two rankings differ": against the run-to-run ceiling when a
+    second warm-up's scores exist, else unclear (no fixed threshold stands in for it)."""
+    if not replicates:
+        return "no run-to-run ceiling (make report's second warm-up)", "unclear"
+    found = varies_beyond_runs(pair, replicates, n=args.bootstrap, seed=args.seed)
+    point, low, high = found["gap"]
+    return (
+        f"two seeds of the warm-up agree at {found['ceiling']:.2f}; gap to it {interval(point, low, high)}",
+        found["varies"],
+    )
 
 
 def score_map(scores, task: str) -> dict:
@@ -71,7 +81,9 @@ def figure(report: Report, path: Path, root: Path, text: str) -> None:
     report.sections.append(f"![{text}]({link})\n\n*Figure.* {text}\n")
 
 
-def training_stages(report: Report, found: dict, method: str, args, root: Path) -> None:
+def training_stages(report: Report, found: dict, method: str, args, root: Path, replicate=None) -> None:
+    """Scores at the first and last checkpoints against each other; `replicate`: the last step's
+    scores from a second warm-up seeded apart (the ceiling "varies" is tested against)."""
     steps = sorted(step for step, m in found if m == method)
     if len(steps) < 2:
         report.rows.append(
@@ -95,7 +107,17 @@ def training_stages(report: Report, found: dict, method: str, args, root: Path) 
         a, b, _ = aligned(maps[f"step {steps[0]}"], maps[f"step {steps[-1]}"])
         rho = bootstrap(spearman, a, b, n=args.bootstrap, seed=args.seed)
         top = matrix["top_overlap"][0][-1]
-        report.numbers[f"stages_{task}"] = {"spearman_first_last": rho, "top_overlap_first_last": top}
+        first, last = maps[f"step {steps[0]}"], maps[f"step {steps[-1]}"]
+        if replicate is not None:
+            first, last, again = aligned_many(first, last, score_map(replicate, task))
+            measured, verdict = varies_row((first, last), [(last, again)], args)
+        else:
+            measured, verdict = varies_row((a, b), [], args)
+        report.numbers[f"stages_{task}"] = {
+            "spearman_first_last": rho,
+            "top_overlap_first_last": top,
+            "against_runs": measured,
+        }
         figure(
             report,
             path,
@@ -108,17 +130,18 @@ def training_stages(report: Report, found: dict, method: str, args, root: Path) 
             {
                 "finding": f"beneficial data change across training stages ({task}, step {steps[0]} vs {steps[-1]})",
                 "paper": "they vary across training stages",
-                "measured": f"Spearman {interval(*rho)}, top-{args.top_share:.0%} overlap {top:.2f}",
-                "agrees": varies(rho),
+                "measured": f"Spearman {interval(*rho)}, top-{args.top_share:.0%} overlap {top:.2f}; {measured}",
+                "agrees": verdict,
             }
         )
 
 
 def tasks_and_languages(
-    report: Report, scores, pool_scores, candidates, args, root: Path, clusters=None
+    report: Report, scores, pool_scores, candidates, args, root: Path, clusters=None, replicate=None
 ) -> None:
     """`scores`: the last checkpoint's scores against every task (the task x task matrix);
-    `pool_scores`: the recipe's own scores of the whole pool (every language's blocks)."""
+    `pool_scores`: the recipe's own scores of the whole pool (every language's blocks);
+    `replicate`: `scores` again from a second warm-up seeded apart (the run-to-run ceiling)."""
     tasks = score_tasks(scores)
     report.sections.append("## Tasks and languages\n")
     if len(tasks) > 1:
@@ -128,6 +151,13 @@ def tasks_and_languages(
         plot_correlation_heatmap(matrix["spearman"], tasks, "Spearman between tasks' scores", path)
         a, b, _ = aligned(maps[tasks[0]], maps[tasks[1]])
         rho = bootstrap(spearman, a, b, n=args.bootstrap, seed=args.seed)
+        if replicate is not None:  # each task's ranking against itself in the other run
+            one, two, one_again, two_again = aligned_many(
+                maps[tasks[0]], maps[tasks[1]], score_map(replicate, tasks[0]), score_map(replicate, tasks[1])
+            )
+            measured, verdict = varies_row((one, two), [(one, one_again), (two, two_again)], args)
+        else:
+            measured, verdict = varies_row((a, b), [], args)
         report.numbers["tasks"] = {
             "labels": tasks,
             "spearman": matrix["spearman"].tolist(),
@@ -144,8 +174,8 @@ def tasks_and_languages(
             {
                 "finding": f"beneficial data differ by task ({tasks[0]} vs {tasks[1]})",
                 "paper": "they vary across tasks",
-                "measured": f"Spearman {interval(*rho)}",
-                "agrees": varies(rho),
+                "measured": f"Spearman {interval(*rho)}; {measured}",
+                "agrees": verdict,
             }
         )
     block_languages = block_language_map(candidates)
@@ -442,6 +472,13 @@ def arm_rows(report: Report, cells: list[dict], tasks: list[str]) -> None:
             "selection beats spending its scoring compute on more training",
             "(not in the available summary; the arm that says whether selection pays for itself)",
         ),
+        (
+            "influence_mean",
+            "equal_compute_exact",
+            "negative",
+            "selection beats spending the exact probe's scoring compute on more training",
+            "(not in the available summary; the exact one-step probe's bill, MATES's oracle)",
+        ),
     ]
     arms = {c["arm"] for c in cells}
     for arm, reference, claim, finding, paper in questions:
@@ -548,8 +585,9 @@ def run_analysis_stage(args) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     with atomic_directory(args.output_dir) as root:
         report = Report(link_prefix=f"{Path(args.output_dir).name}/")
-        training_stages(report, stages or scored, args.method, args, root)
         stage_last = max((k for k in stages if k[1] == args.method), default=None)
+        replicate = replicate_scores(args, stage_last)
+        training_stages(report, stages or scored, args.method, args, root, replicate)
         tasks_and_languages(
             report,
             stages[stage_last] if stage_last else scored[last],
@@ -558,6 +596,7 @@ def run_analysis_stage(args) -> Path:
             args,
             root,
             block_packages(candidates, documents),
+            replicate,
         )
         extremes(
             report,
@@ -572,7 +611,9 @@ def run_analysis_stage(args) -> Path:
             [
                 "# Findings on the tiny recipe\n",
                 "Each of the paper's findings as a number with its 95% bootstrap interval over blocks. "
-                f'A ranking "varies" when its Spearman interval lies below {VARIES_BELOW}; extremes are '
+                'Two rankings "vary" when they agree less than the same scores from two warm-ups that differ '
+                "only in their seed (the run-to-run ceiling; the gap's interval above 0), and are as alike as two "
+                f'runs ("no") when the gap\'s interval lies below {SAME_WITHIN}; extremes are '
                 '"stable" when more of the top and bottom stays in place than a Gaussian copula with the same '
                 "Spearman keeps (p < 0.05).\n",
                 findings_table(report.rows),
@@ -588,6 +629,22 @@ def run_analysis_stage(args) -> Path:
     page = write_report_page(path)
     logger.info("findings report: %s and %s (figures under %s)", path, page, args.output_dir)
     return path
+
+
+def replicate_scores(args, key):
+    """The second warm-up's scores at the stages' last (step, method), or None (no ceiling)."""
+    if not args.replicate_dir or key is None:
+        return None
+    found = load_scores(args.replicate_dir) if Path(args.replicate_dir).is_dir() else {}
+    if key not in found:
+        logger.warning(
+            "no %s scores at step %d under %s: 'varies' findings are unclear",
+            key[1],
+            key[0],
+            args.replicate_dir,
+        )
+        return None
+    return found[key]
 
 
 def report_path(args) -> Path:

@@ -580,6 +580,13 @@ class AnalysisArguments:
         default="outputs/tiny/influence",
         metadata={"help": "The recipe's own scores (with exact ones after `make exact`)."},
     )
+    replicate_dir: str | None = field(
+        default="outputs/tiny/influence_replicate",
+        metadata={
+            "help": "The stages' last checkpoint scored again from a second warm-up seeded apart: the "
+            "run-to-run ceiling that 'varies' findings are tested against (none: they are unclear)."
+        },
+    )
     method: str = "adam_update"
     candidates: str = "outputs/tiny/corpus/blocks"
     candidates_split: str = "candidates"

@@ -5,7 +5,7 @@ plus the attention scores, 2 * layers * context * hidden; a training step three 
 scoring method is priced by the passes it takes per candidate block (docs/costs.md checks the
 ratios against the times measured by benchmarks/bench_influence.py). GPU-hours divide FLOPs by the
 GPU's peak times an MFU, both arguments: the MFU the kit reaches on a GPU is not measured yet, so
-the default 0.4 is the issue's goal, assumed.
+the default 0.4 is a target, assumed.
 
 Memory per GPU follows the usual mixed-precision accounting (Rajbhandari et al. 2020, ZeRO):
 fp32 master weights 4 bytes, gradients 4, AdamW moments 8 (2 with 8-bit AdamW), bf16 compute copy

@@ -5,7 +5,7 @@ Two measures per task and part:
   quantity stage 03 scores against), on the `report` part (problems the selection never saw) and,
   labelled as such, on the `select` part;
 - pass@k by execution: greedy pass@1 and, with `num_samples`, sampled pass@k, on the tasks with
-  tests (HumanEval, MBPP), through the local `metrics/pass_at_k` evaluate module and its sandbox.
+  tests (HumanEval, MBPP), through the `evaluate` module `src/codesift/metrics/pass_at_k` and its sandbox.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from .generation import generate_completions
 from .influence.validation import ValidationBatches
 from .tasks import task_names, task_part
 from .tokenizer import load_tokenizer
-from .utils import atomic_directory, project_root, set_seed, write_json, write_jsonl
+from .utils import atomic_directory, set_seed, write_json, write_jsonl
 
 # Imported inside the functions that use them (heavy or optional): datasets, evaluate, transformers.
 
 logger = logging.getLogger(__name__)
+
+METRIC_DIR = Path(__file__).parent / "metrics" / "pass_at_k"
 
 
 class EvaluationError(CodesiftError):
@@ -64,13 +66,11 @@ def program_tests(row: dict) -> str:
 
 
 def pass_at_k_metric():
-    """The local `evaluate` module `metrics/pass_at_k` (same interface as the Hub's code_eval)."""
+    """The `evaluate` module that ships inside the package, `codesift/metrics/pass_at_k` (the Hub's
+    code_eval interface); it loads by itself, so an installed kit needs no checkout."""
     import evaluate
 
-    path = project_root(Path(__file__).parent) / "metrics" / "pass_at_k"
-    if not (path / "pass_at_k.py").is_file():
-        raise EvaluationError(f"the pass@k metric is not at {path}; run from a codesift checkout")
-    return evaluate.load(str(path))
+    return evaluate.load(str(METRIC_DIR))
 
 
 def execution_rows(validation_sets, task: str, part: str | None) -> list[dict]:

