@@ -1,6 +1,6 @@
 """A local stand-in for the few Hub routes an upload uses, for tests without the network.
 
-Routes (as huggingface_hub's client calls them): POST /api/repos/create, POST
+Upload routes (as huggingface_hub's client calls them): POST /api/repos/create, POST
 /api/<type>s/<repo>/preupload/<rev> (every file "regular", with the stored file's git oid so that
 the client can skip unchanged files), POST /api/<type>s/<repo>/commit/<rev> (NDJSON), POST
 /api/<type>s/<repo>/branch/<branch>, GET /api/<type>s/<repo>/revision/<rev> (repo info), and POST
@@ -19,7 +19,13 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
+
+# Download routes: files (GET and HEAD, ranges), repo info by branch or commit, folder listings, paths-info.
+RESOLVE = re.compile(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+TREE = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?$")
+INFO = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/([^/]+))?$")
+PATHS_INFO = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/paths-info/([^/]+)$")
 
 
 def validate_card(content: str, repo_type: str) -> list[str]:
@@ -95,8 +101,8 @@ class FakeHub:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
-            def _reply(self, status: int, body: dict | None = None):
-                data = json.dumps(body or {}).encode()
+            def _reply(self, status: int, body: dict | list | None = None):
+                data = json.dumps(body if body is not None else {}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -139,6 +145,23 @@ class FakeHub:
                     private = payload.get("visibility") == "private" or bool(payload.get("private"))
                     hub.repos[key] = Repo(repo_type, private)
                     return self._reply(200, {"url": url})
+                paths_info = PATHS_INFO.match(path)
+                if paths_info:
+                    plural, repo_id, revision = paths_info.groups()
+                    _, branch = self._branch(plural, repo_id, revision)
+                    if branch is None:
+                        return self._missing("RevisionNotFound", f"no revision {revision} of {repo_id}")
+                    asked = parse_qs(body.decode()).get("paths") or json.loads(body or b"{}").get("paths", [])
+                    found = []
+                    for name in asked:
+                        if name in branch.files:
+                            content = branch.files[name]
+                            found.append(
+                                {"type": "file", "path": name, "size": len(content), "oid": git_oid(content)}
+                            )
+                        elif any(f.startswith(name.rstrip("/") + "/") for f in branch.files):
+                            found.append({"type": "directory", "path": name, "oid": "0" * 40})
+                    return self._reply(200, found)
                 if not match:
                     return self._reply(404, {"error": f"no route {path}"})
                 plural, repo_id, action, revision = match.groups()
@@ -190,21 +213,116 @@ class FakeHub:
 
             def do_GET(self):  # noqa: N802
                 path, match = self._route()
+                download = RESOLVE.match(path)
+                if download:
+                    return self._file(*download.groups(), body=True)
+                tree = TREE.match(path)
+                if tree:
+                    return self._tree(*tree.groups())
+                info = INFO.match(path)
+                if info:
+                    plural, repo_id, revision = info.groups()
+                    return self._info(plural, repo_id, revision or "main")
                 if not match or match.group(3) != "revision":
                     return self._reply(404, {"error": f"no route {path}"})
                 plural, repo_id, _, revision = match.groups()
-                repo = hub.repos.get((plural[:-1], repo_id))
-                if repo is None or revision not in repo.branches:
-                    return self._reply(404, {"error": "Repository not found"})
-                branch = repo.branches[revision]
+                return self._info(plural, repo_id, revision)
+
+            def do_HEAD(self):  # noqa: N802
+                path, _ = self._route()
+                download = RESOLVE.match(path)
+                if not download:
+                    return self._reply(404, {"error": f"no route {path}"})
+                return self._file(*download.groups(), body=False)
+
+            def _branch(self, plural: str, repo_id: str, revision: str):
+                """A branch by name or by a commit id it has had (clients pin the sha they saw)."""
+                repo = hub.repos.get((plural[:-1] if plural else "model", repo_id))
+                if repo is None:
+                    return None, None
+                if revision in repo.branches:
+                    return repo, repo.branches[revision]
+                for branch in repo.branches.values():
+                    if any(c["oid"] == revision for c in branch.commits):
+                        return repo, branch
+                return repo, None
+
+            def _missing(self, code: str, message: str):
+                data = json.dumps({"error": message}).encode()
+                self.send_response(404)
+                self.send_header("X-Error-Code", code)
+                self.send_header("X-Error-Message", message)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _info(self, plural: str, repo_id: str, revision: str):
+                repo, branch = self._branch(plural, repo_id, revision)
+                if branch is None:
+                    return self._missing("RepoNotFound", "Repository not found")
                 return self._reply(
                     200,
                     {
                         "id": repo_id,
                         "sha": branch.head,
                         "private": repo.private,
-                        "siblings": [{"rfilename": name} for name in sorted(branch.files)],
+                        "siblings": [
+                            {"rfilename": name, "size": len(content)}
+                            for name, content in sorted(branch.files.items())
+                        ],
                     },  # fmt: skip
                 )
+
+            def _file(self, prefix, repo_id: str, revision: str, name: str, body: bool):
+                plural = (prefix or "").rstrip("/")
+                _, branch = self._branch(plural, repo_id, revision)
+                if branch is None:
+                    return self._missing("RevisionNotFound", f"no revision {revision} of {repo_id}")
+                if name not in branch.files:
+                    return self._missing("EntryNotFound", f"{name} not in {repo_id}@{revision}")
+                content = branch.files[name]
+                status, start, end = 200, 0, len(content)
+                wanted = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+                if wanted:
+                    status, start = 206, int(wanted.group(1))
+                    end = min(len(content), int(wanted.group(2)) + 1) if wanted.group(2) else len(content)
+                self.send_response(status)
+                self.send_header("X-Repo-Commit", branch.head)
+                self.send_header("ETag", f'"{git_oid(content)}"')
+                self.send_header("Content-Length", str(end - start))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(content)}")
+                self.end_headers()
+                if body:
+                    self.wfile.write(content[start:end])
+
+            def _entries(self, branch, folder: str, recursive: bool) -> list[dict]:
+                prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+                entries, folders = [], set()
+                for name, content in sorted(branch.files.items()):
+                    if not name.startswith(prefix):
+                        continue
+                    rest = name[len(prefix) :].split("/")
+                    for depth in range(1, len(rest)):
+                        if recursive or depth == 1:
+                            folders.add(prefix + "/".join(rest[:depth]))
+                    if recursive or len(rest) == 1:
+                        entries.append(
+                            {"type": "file", "path": name, "size": len(content), "oid": git_oid(content)}
+                        )
+                entries += [{"type": "directory", "path": f, "oid": "0" * 40} for f in sorted(folders)]
+                return entries
+
+            def _tree(self, plural: str, repo_id: str, revision: str, folder: str | None):
+                _, branch = self._branch(plural, repo_id, revision)
+                if branch is None:
+                    return self._missing("RevisionNotFound", f"no revision {revision} of {repo_id}")
+                recursive = "recursive=true" in self.path or "recursive=True" in self.path
+                entries = self._entries(branch, folder or "", recursive)
+                if folder and not entries:
+                    return self._missing("EntryNotFound", f"{folder} not in {repo_id}@{revision}")
+                return self._reply(200, entries)
 
         return Handler

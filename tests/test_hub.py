@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -122,7 +124,9 @@ def test_cards_carry_how_each_artifact_was_made(sources, exports):
     model_body = (model_dir / "README.md").read_text()
     assert "assumed, following MATES" in model_body and "# --- pretrain.yaml" in model_body
     assert "github.com/codesift" not in body + model_body  # no placeholder links
-    for template in (ROOT / "src" / "codesift" / "hub" / "templates").glob("*.md"):  # and no recipe folder of this checkout
+    for template in (ROOT / "src" / "codesift" / "hub" / "templates").glob(
+        "*.md"
+    ):  # and no recipe folder of this checkout
         assert "recipes/" not in template.read_text(), template.name
 
 
@@ -277,3 +281,91 @@ def test_the_corpus_language_mix_is_stated_by_tokens():
         == "; languages by tokens: python 75.0%, cpp 20.0%, c 5.0% (documents: python 3)"
     )
     assert language_mix({}) == ""
+
+
+def python_block(card: str, containing: str) -> str:
+    """The card's python code block that contains `containing`."""
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    found = [b for b in blocks if containing in b]
+    assert found, f"no python block with {containing!r} in the card"
+    return found[0]
+
+
+STRANGER = """
+import sys, importlib.abc
+class Refuse(importlib.abc.MetaPathFinder):  # a stranger's machine: no codesift
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "codesift":
+            raise ImportError("codesift is not installed here")
+sys.meta_path.insert(0, Refuse())
+"""
+
+
+def test_a_stranger_continues_pretraining_from_the_hub_alone(sources, fake_hub, tmp_path):
+    """Journey 3: the exports (warm-up with its Trainer state on a branch, dataset, model) go to the
+    stand-in Hub; from an empty folder, with datasets and transformers only, the dataset card's
+    snippet loads the dataset and the checkpoint by repo id and continues training 25 steps."""
+    import subprocess
+    import sys
+
+    from codesift.hub import export_warmup
+    from codesift.hub.cards import SIZE_BUCKETS
+
+    model_dir = tmp_path / "arm" / "model"  # a model with its evaluation beside it, as an arm's is
+    shutil.copytree(sources.model_dir, model_dir, ignore=shutil.ignore_patterns("checkpoint-*"))
+    (model_dir.parent / "metrics.json").write_text(
+        json.dumps({"loss/humaneval/report": 6.5, "loss/humaneval/select": 6.4})
+    )
+    sources = ExportSources(**{**sources.__dict__, "model_dir": model_dir})
+    warmup, branch_dir, branch = export_warmup(sources, tmp_path / "out" / "warmup", "me/warmup")
+    assert branch == "checkpoint-4" and (branch_dir / "optimizer.pt").is_file()
+    assert not (warmup / "optimizer.pt").exists() and not list(tmp_path.glob("out/**/training_args.bin"))
+    dataset = export_dataset(
+        sources, tmp_path / "out" / "selected", "me/selected", "me/model", None, ("me/warmup", branch)
+    )
+    model = export_model(sources, tmp_path / "out" / "model", "me/model", "me/warmup", "me/selected")
+
+    header = card_header(dataset / "README.md")
+    assert header["size_categories"][0] in {label for _, label in SIZE_BUCKETS}
+    assert header["source_datasets"] == ["original"]
+    if header["license"] == "other":
+        assert header["license_link"] == "LICENSES.md" and (dataset / "LICENSES.md").is_file()
+    model_header = card_header(model / "README.md")
+    assert model_header["datasets"] == ["me/selected"] and model_header["base_model"] == "me/warmup"
+    result = model_header["model-index"][0]["results"][0]
+    assert result["metrics"][0]["value"] == 6.5 and result["dataset"]["split"] == "report"
+
+    for folder, repo_id, repo_type, revision in (
+        (warmup, "me/warmup", "model", None),
+        (branch_dir, "me/warmup", "model", branch),
+        (dataset, "me/selected", "dataset", None),
+        (model, "me/model", "model", None),
+    ):
+        push_folder(folder, repo_id, repo_type, private=False, revision=revision)
+    snippet = python_block((dataset / "README.md").read_text(), "resume_from_checkpoint")
+    check = (
+        "\nprint('STEP', trainer.state.global_step)\n"
+        "print('ADAM', int(next(iter(trainer.optimizer.state.values()))['step']))\n"
+        "again = AutoModelForCausalLM.from_pretrained('me/model')\n"
+        "print('MODEL', type(again).__name__, len(blocks))\n"
+    )
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTHONPATH"))},
+        "HF_ENDPOINT": fake_hub.endpoint,
+        "HF_HOME": str(stranger / "hf_home"),
+        "HF_HUB_OFFLINE": "0",
+        "HF_DATASETS_OFFLINE": "0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", STRANGER + snippet + check],
+        cwd=stranger, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "STEP 29" in out.stdout  # the warm-up's 4 steps and 25 more, on its optimizer state
+    assert "ADAM 29" in out.stdout  # AdamW's own count: the moments came from the warm-up, not zeros
+    assert "MODEL LlamaForCausalLM" in out.stdout
+    assert "GET /api/datasets/me/selected/revision/main" in fake_hub.requests or any(
+        r.startswith("GET /datasets/me/selected/resolve/") for r in fake_hub.requests
+    )

@@ -622,14 +622,25 @@ class HubArguments:
     output_dir: str = field(
         default="outputs/tiny/hub", metadata={"help": "One folder per repo, named after it."}
     )
-    dataset_repo_id: str = "codesift/tiny-stdlib-influence-selected"
+    dataset_repo_id: str = "codesift/tiny-code-influence-selected"
     model_repo_id: str = "codesift/tiny-llama-continued-on-influence-selected"
+    warmup_repo_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Export the warm-up checkpoint the model continued from as this model repo: weights on "
+            "main, the whole Trainer checkpoint (AdamW state, schedule) on the branch checkpoint-<step>, "
+            "so continuing needs nothing but the Hub (null: not exported)."
+        },
+    )
     predictor_dir: str | None = field(
         default=None, metadata={"help": "A stage-05 output to export as its own model repo (null: none)."}
     )
     predictor_repo_id: str = "codesift/tiny-influence-predictor"
     base_model: str | None = field(
-        default=None, metadata={"help": "Hub id of the published checkpoint the model continued from."}
+        default=None,
+        metadata={
+            "help": "Hub id of the published checkpoint the model continued from (default: warmup_repo_id)."
+        },
     )
     push: bool = field(default=False, metadata={"help": "Upload (needs a HF login or HF_TOKEN)."})
     dry_run: bool = field(default=False, metadata={"help": "List what would be uploaded; upload nothing."})

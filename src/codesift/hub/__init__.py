@@ -28,6 +28,7 @@ from .export import (
     export_dataset,
     export_model,
     export_predictor,
+    export_warmup,
 )
 from .push import PushRevisionCallback, load_published_dataset, push_folder
 
@@ -46,6 +47,7 @@ __all__ = [
     "export_dataset",
     "export_model",
     "export_predictor",
+    "export_warmup",
     "gather_facts",
     "load_published_dataset",
     "model_card",
@@ -74,18 +76,37 @@ def run_hub_stage(args) -> dict:
     check_repo_id(args.model_repo_id)
     # one folder per repo, named after it (datasets caches a local folder's dataset by its name)
     export_root = Path(args.output_dir)
+    folders, warmup, report = [], None, {"arm": arm}
+    if args.warmup_repo_id:  # first: the dataset card's continue-from-the-Hub snippet names it
+        main, branch_dir, branch = export_warmup(
+            sources, export_root / args.warmup_repo_id.split("/")[-1], args.warmup_repo_id
+        )
+        warmup = (args.warmup_repo_id, branch)
+        report |= {"warmup_export": str(main), "warmup_branch_export": str(branch_dir)}
+        folders += [
+            (main, args.warmup_repo_id, "warmup", None),
+            (branch_dir, args.warmup_repo_id, "warmup_branch", branch),
+        ]
     dataset_dir = export_dataset(
         sources,
         export_root / args.dataset_repo_id.split("/")[-1],
         args.dataset_repo_id,
         args.model_repo_id,
         args.predictor_repo_id if args.predictor_dir else None,
+        warmup,
     )
     model_dir = export_model(
-        sources, export_root / args.model_repo_id.split("/")[-1], args.model_repo_id, args.base_model
+        sources,
+        export_root / args.model_repo_id.split("/")[-1],
+        args.model_repo_id,
+        args.base_model or args.warmup_repo_id,
+        args.dataset_repo_id,
     )
-    report = {"arm": arm, "dataset_export": str(dataset_dir), "model_export": str(model_dir)}
-    folders = [(dataset_dir, args.dataset_repo_id, "dataset"), (model_dir, args.model_repo_id, "model")]
+    report |= {"dataset_export": str(dataset_dir), "model_export": str(model_dir)}
+    folders += [
+        (dataset_dir, args.dataset_repo_id, "dataset", args.revision),
+        (model_dir, args.model_repo_id, "model", args.revision),
+    ]
     if args.predictor_dir:  # stage 05's predictor, as its own model repo
         check_repo_id(args.predictor_repo_id)
         predictor_dir = export_predictor(
@@ -96,11 +117,11 @@ def run_hub_stage(args) -> dict:
             args.predictor_repo_id,
         )
         report["predictor_export"] = str(predictor_dir)
-        folders.append((predictor_dir, args.predictor_repo_id, "predictor"))
+        folders.append((predictor_dir, args.predictor_repo_id, "predictor", args.revision))
     if args.push or args.dry_run:
-        for folder, repo_id, what in folders:
+        for folder, repo_id, what, revision in folders:
             repo_type = "dataset" if what == "dataset" else "model"
             report[f"{what}_push"] = push_folder(
-                folder, repo_id, repo_type, args.private, args.revision, args.commit_message, args.dry_run
+                folder, repo_id, repo_type, args.private, revision, args.commit_message, args.dry_run
             )
     return report

@@ -248,16 +248,34 @@ def require_fields(fields: dict, names: list[str], card: str) -> None:
         raise HubError(f"the {card} card would have empty field(s) {empty}; nothing was exported")
 
 
+# The Hub's size_categories buckets (its dataset-card metadata accepts only these).
+SIZE_BUCKETS = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+    (10_000_000_000, "1B<n<10B"),
+    (100_000_000_000, "10B<n<100B"),
+    (1_000_000_000_000, "100B<n<1T"),
+)
+
+
 def size_category(n: int) -> str:
-    for bound, label in (
-        (1_000, "n<1K"),
-        (10_000, "1K<n<10K"),
-        (100_000, "10K<n<100K"),
-        (1_000_000, "100K<n<1M"),
-    ):
+    for bound, label in SIZE_BUCKETS:
         if n < bound:
             return label
-    return "n>1M"
+    return "n>1T"
+
+
+def source_datasets(manifest: dict) -> list[str]:
+    """The card's `source_datasets`: `extended|<id>` for a Hub dataset the corpus read, else
+    `original` (local files: the tiny recipe's installed packages)."""
+    recipe = manifest.get("recipe") or {}
+    hub = recipe.get("hub_dataset") if "hub" in (recipe.get("sources") or []) else None
+    return [f"extended|{hub}"] if hub and "/" in str(hub) and not Path(str(hub)).exists() else ["original"]
 
 
 def dataset_card(
@@ -266,6 +284,7 @@ def dataset_card(
     recipe_yaml: str,
     model_repo_id: str | None = None,
     predictor_repo_id: str | None = None,
+    warmup: tuple[str, str] | None = None,
 ):
     """The filtered dataset's card (huggingface_hub DatasetCard from templates/dataset_card.md).
     `model_repo_id`: the model trained on it, which holds the same tokenizer; `predictor_repo_id`: the
@@ -286,6 +305,9 @@ def dataset_card(
         "candidates_total": f"{selection['candidates_total']:,}",
         "kept_tokens": f"{selection['kept_tokens']:,}",
         "recipe_yaml": recipe_yaml,
+        "warmup_repo_id": warmup[0] if warmup else "",
+        "warmup_branch": warmup[1] if warmup else "",
+        "warmup_step": str(facts["step"]),
         **{k: facts[k] for k in facts if isinstance(facts[k], str | int | list) and k != "license_yaml"},
     }
     require_fields(
@@ -304,8 +326,9 @@ def dataset_card(
         "dataset",
     )
     data = DatasetCardData(
-        **facts["license_yaml"],
+        **license_fields(facts["license_yaml"]),
         language=["code"],
+        source_datasets=source_datasets(facts["manifest"]),
         pretty_name=fields["pretty_name"],
         task_categories=["text-generation"],
         size_categories=[size_category(selection["kept_blocks"])],
@@ -333,8 +356,44 @@ def training_description(state: dict, metrics: dict) -> str:
     return text
 
 
-def model_card(facts: dict, repo_id: str, model_dir: Path, recipe_yaml: str, base_model: str | None):
-    """The checkpoint's card (huggingface_hub ModelCard from templates/model_card.md)."""
+def license_fields(license_yaml: dict) -> dict:
+    """A mixed `license: other` links to the repo's LICENSES.md (the Hub asks for a license_link)."""
+    return (
+        {**license_yaml, "license_link": "LICENSES.md"}
+        if license_yaml.get("license") == "other"
+        else license_yaml
+    )
+
+
+def evaluation_results(metrics: dict, model_name: str) -> list:
+    """The report-half losses as the card's model-index (huggingface_hub EvalResult)."""
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=key.split("/")[1],
+            dataset_name=f"{key.split('/')[1]} (report half, never used to choose data)",
+            dataset_split="report",
+            metric_type="loss",
+            metric_name="completion loss (nats per token)",
+            metric_value=round(float(value), 4),
+        )
+        for key, value in metrics.items()
+        if key.startswith("loss/") and key.endswith("/report") and isinstance(value, float)
+    ]
+
+
+def model_card(
+    facts: dict,
+    repo_id: str,
+    model_dir: Path,
+    recipe_yaml: str,
+    base_model: str | None,
+    dataset_repo_id: str | None = None,
+):
+    """The checkpoint's card (huggingface_hub ModelCard from templates/model_card.md): `datasets:`
+    links the dataset repo it was trained on, `model-index` holds its report losses."""
     from huggingface_hub import ModelCard, ModelCardData
     from transformers import AutoConfig
 
@@ -377,8 +436,13 @@ def model_card(facts: dict, repo_id: str, model_dir: Path, recipe_yaml: str, bas
         "model",
     )
     extra = {"base_model": base_model, "base_model_relation": "finetune"} if base_model else {}
+    if dataset_repo_id:
+        extra["datasets"] = [dataset_repo_id]
+    results = evaluation_results(metrics, repo_id.split("/")[-1])
+    if results:
+        extra |= {"eval_results": results, "model_name": repo_id.split("/")[-1]}
     data = ModelCardData(
-        **facts["license_yaml"],
+        **license_fields(facts["license_yaml"]),
         language=["code"],
         library_name="transformers",
         pipeline_tag="text-generation",
@@ -480,3 +544,30 @@ def predictor_card(meta: dict, repo_id: str, recipe_yaml: str, license_yaml: dic
         **({"base_model": model} if hub_model else {}),
     )
     return ModelCard.from_template(data, template_path=str(templates_dir() / "predictor_card.md"), **fields)
+
+
+def warmup_card(facts: dict, repo_id: str, checkpoint: Path, branch: str):
+    """The warm-up checkpoint's card (templates/warmup_card.md): what it is, and that the branch
+    holds the Trainer state that continuing from it needs."""
+    from huggingface_hub import ModelCard, ModelCardData
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(checkpoint))
+    fields = {
+        "repo_id": repo_id,
+        "branch": branch,
+        "step": str(facts["step"]),
+        "model_description": (
+            f"Llama, {count_parameters(config):,} parameters ({config.num_hidden_layers} layers, hidden "
+            f"{config.hidden_size}, context {config.max_position_embeddings}, vocabulary {config.vocab_size})"
+        ),
+        **{k: facts[k] for k in facts if isinstance(facts[k], str | int | list) and k != "license_yaml"},
+    }
+    data = ModelCardData(
+        **license_fields(facts["license_yaml"]),
+        language=["code"],
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["codesift", "code", "llama", "pretraining", "checkpoint"],
+    )
+    return ModelCard.from_template(data, template_path=str(templates_dir() / "warmup_card.md"), **fields)

@@ -20,6 +20,7 @@ from .cards import (
     predictor_card,
     read_json_file,
     recipe_files,
+    warmup_card,
 )
 
 MODEL_FILES = (
@@ -50,10 +51,13 @@ def export_dataset(
     repo_id: str,
     model_repo_id: str | None = None,
     predictor_repo_id: str | None = None,
+    warmup: tuple[str, str] | None = None,
 ) -> Path:
     """The filtered dataset as a Hub dataset repo folder: data/*.parquet, README.md, recipe/, and the
     tokenizer that decodes its blocks under tokenizer/ (the card also names the model repo that
-    has it, `model_repo_id`, when there is one)."""
+    has it, `model_repo_id`, when there is one). `warmup`: (repo id, branch) of the published warm-up
+    checkpoint, for the card's continue-pretraining snippet. LICENSES.md lists the sources' licenses
+    (the card's `license_link` for a mixed `license: other`)."""
     check_repo_id(repo_id)
     parquet = sorted((sources.selection_dir / "data").glob("*.parquet"))
     if not parquet:
@@ -73,13 +77,22 @@ def export_dataset(
             yaml.safe_dump(parameters, sort_keys=False).strip(),
             model_repo_id,
             predictor_repo_id,
+            warmup,
         )
+        (tmp / "LICENSES.md").write_text(licenses_page(facts))
         (tmp / "data").mkdir()
         for path in parquet:
             shutil.copy(path, tmp / "data" / path.name)
         card.save(tmp / "README.md")
         shutil.copy(sources.selection_dir / "selection.json", tmp / "selection.json")
     return Path(export_dir)
+
+
+def licenses_page(facts: dict) -> str:
+    return (
+        "# Licenses of the sources\n\nEvery block comes from corpus documents (`doc_ids`) under these "
+        f"licenses:\n\n{facts['license_description']}\n"
+    )
 
 
 def copy_model_files(source: Path, target: Path) -> None:
@@ -89,7 +102,13 @@ def copy_model_files(source: Path, target: Path) -> None:
             shutil.copy(source / name, target / name)
 
 
-def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: str | None = None) -> Path:
+def export_model(
+    sources: ExportSources,
+    export_dir,
+    repo_id: str,
+    base_model: str | None = None,
+    dataset_repo_id: str | None = None,
+) -> Path:
     """A model folder as a Hub model repo: weights, config, tokenizer, README.md, recipe/. Training
     state (optimizer, training_args.bin, which can hold a hub token) is never exported."""
     check_repo_id(repo_id)
@@ -103,10 +122,48 @@ def export_model(sources: ExportSources, export_dir, repo_id: str, base_model: s
     facts = gather_facts(sources)
     with atomic_directory(export_dir) as tmp:
         recipe_yaml = _copy_recipe(sources.recipe_dir, tmp / "recipe")
-        card = model_card(facts, repo_id, Path(model_dir), recipe_yaml, base_model)
+        card = model_card(facts, repo_id, Path(model_dir), recipe_yaml, base_model, dataset_repo_id)
         copy_model_files(Path(model_dir), tmp)
         card.save(tmp / "README.md")
+        (tmp / "LICENSES.md").write_text(licenses_page(facts))
     return Path(export_dir)
+
+
+# What a Trainer needs to go on from a checkpoint, besides the model files; training_args.bin is
+# left out on purpose (it can hold a hub token, and resuming does not read it).
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state.pth", "schedule.json")
+
+
+def export_warmup(sources: ExportSources, export_dir, repo_id: str) -> tuple[Path, Path, str]:
+    """The warm-up checkpoint the arms continued from, as a model repo: `export_dir` (main: weights,
+    tokenizer, card) and `export_dir@checkpoint-<step>` (the branch: the same plus the AdamW state,
+    LR schedule and RNG state a Trainer resumes from). Returns (main, branch folder, branch name)."""
+    check_repo_id(repo_id)
+    facts = gather_facts(sources)
+    checkpoint = Path(facts["checkpoint"])
+    missing = [
+        name
+        for name in ("config.json", "model.safetensors", *TRAINING_STATE[:3])
+        if not (checkpoint / name).is_file()
+    ]
+    if missing:
+        raise HubError(
+            f"the warm-up checkpoint {checkpoint} lacks {missing}: it cannot be continued from the Hub"
+        )
+    branch = f"checkpoint-{facts['step']}"
+    branch_dir = Path(f"{export_dir}@{branch}")
+    with atomic_directory(export_dir) as tmp:
+        copy_model_files(checkpoint, tmp)
+        warmup_card(facts, repo_id, checkpoint, branch).save(tmp / "README.md")
+        (tmp / "LICENSES.md").write_text(licenses_page(facts))
+    with atomic_directory(branch_dir) as tmp:
+        copy_model_files(checkpoint, tmp)
+        for name in TRAINING_STATE:
+            if (checkpoint / name).is_file():
+                shutil.copy(checkpoint / name, tmp / name)
+        warmup_card(facts, repo_id, checkpoint, branch).save(tmp / "README.md")
+        (tmp / "LICENSES.md").write_text(licenses_page(facts))
+    return Path(export_dir), branch_dir, branch
 
 
 def export_predictor(predictor_dir, corpus_dir, recipe_dir, export_dir, repo_id: str) -> Path:
