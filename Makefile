@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo table exact replicate report pretrain_selected notebooks test slow_test style quality clean
+.PHONY: install demo docs table exact replicate report pretrain_selected notebooks test slow_test style quality clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ report: install
 notebooks: install
 	$(PY) scripts/run_notebooks.py --output_dir outputs/notebooks
 	$(PY) scripts/update_docs.py --timings outputs/notebooks/timings.json   # workshop/README.md
+
+# Every generated block of README, docs and workshop from the runs' outputs (what exists of
+# demo, table, pretrain_selected, report, notebooks); the others are named, not touched.
+docs: install
+	$(PY) scripts/update_docs.py --all outputs/$(RECIPE)
 
 test: install
 	$(PY) -m pytest tests

@@ -5,12 +5,16 @@ python scripts/update_docs.py --pretrain_selected outputs/tiny/pretrain_selected
 python scripts/update_docs.py --report outputs/tiny/report.md   # after `make report`
 python scripts/update_docs.py --timings outputs/notebooks/timings.json   # after `make notebooks`
 python scripts/update_docs.py --predictor outputs/tiny/benchmarks/predictor.json   # after benchmarks/bench_predictor.py
+python scripts/update_docs.py --influence outputs/tiny/influence   # after `make demo` (and `make exact`)
+python scripts/update_docs.py --all outputs/tiny   # every block whose run's outputs exist (`make docs`)
 """
 
 import argparse
 
 from codesift.cli import report_errors
 from codesift.reporting import (
+    update_all_docs,
+    update_influence_docs,
     update_predictor_docs,
     update_pretrain_selected_docs,
     update_report_docs,
@@ -27,8 +31,13 @@ if __name__ == "__main__":
         parser.add_argument("--report", help="a findings report (report.md) written by scripts/analyze.py")
         parser.add_argument("--timings", help="timings.json written by scripts/run_notebooks.py")
         parser.add_argument("--predictor", help="the JSON benchmarks/bench_predictor.py writes")
+        parser.add_argument("--influence", help="stage 03's output folder (fast scores, exact ones if any)")
+        parser.add_argument("--all", help="a recipe's outputs folder: every block whose outputs exist")
         args = parser.parse_args()
         root = project_root()
+        if args.all:
+            for path in update_all_docs(args.all, root):
+                print(path)
         if args.results:
             for path in update_results_docs(args.results, root):
                 print(f"wrote {path}")
@@ -39,5 +48,7 @@ if __name__ == "__main__":
             print(f"wrote {update_report_docs(args.report, root)}")
         if args.timings:
             print(f"wrote {update_timings_docs(args.timings, root)}")
+        if args.influence:
+            print(f"wrote {update_influence_docs(args.influence, root)}")
         if args.predictor:
             print(f"wrote {update_predictor_docs(args.predictor, root)}")

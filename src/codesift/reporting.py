@@ -50,6 +50,18 @@ def headline_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def results_settings(results: dict) -> str:
+    """The recipe values the headline rests on: the share kept, the pool, the continued steps."""
+    arguments = results["arguments"]
+    kept = [
+        c["kept_blocks"]
+        for c in results.get("cells", [])
+        if c.get("arm") == "random" and c.get("kept_blocks")
+    ]
+    pool = f" of a {round(kept[0] / arguments['fraction']):,}-block pool" if kept else " of the pool"
+    return f"{arguments['fraction']:.0%}{pool}, {arguments['continue_steps']} continued steps from `{arguments['checkpoint']}`"
+
+
 def results_provenance(results_markdown: str) -> str:
     """The date and machine lines of a results.md, as one sentence."""
     date = re.search(r"Date: (\d{4}-\d{2}-\d{2})", results_markdown)
@@ -74,8 +86,8 @@ def update_results_docs(experiment_dir: str | Path, root: str | Path) -> list[Pa
     markdown = (experiment_dir / "results.md").read_text()
     readme, page = root / "README.md", root / "docs" / "06_experiment.md"
     headline = (
-        f"{headline_table(results)}\n\n{results_provenance(markdown)} The whole table, with pass@1 and the "
-        "`select` halves: [docs/06_experiment.md](docs/06_experiment.md)."
+        f"{headline_table(results)}\n\n{results_settings(results)}; {results_provenance(markdown)} The whole "
+        "table, with pass@1 and the `select` halves: [docs/06_experiment.md](docs/06_experiment.md)."
     )
     readme.write_text(replace_block(readme.read_text(), "results", headline))
     readme.write_text(replace_block(readme.read_text(), "comparisons", comparisons_table(results)))
@@ -306,3 +318,94 @@ def update_predictor_docs(bench_file: str | Path, root: str | Path) -> Path:
     bench = json.loads(Path(bench_file).read_text())
     page.write_text(replace_block(page.read_text(), "predictor", predictor_table(bench)))
     return page
+
+
+def influence_numbers(influence_dir: str | Path, step: int) -> dict:
+    """Stage 03's measured numbers at one checkpoint: each method's seconds per candidate and
+    candidates, fast against exact (Spearman per task on the blocks both scored), and how alike the
+    tasks' fast scores rank the pool (Spearman of every pair)."""
+    from scipy.stats import spearmanr
+
+    from .influence.stats import load_scores, score_tasks
+
+    found = load_scores(influence_dir)
+    methods = {m: found[(s, m)] for s, m in found if s == step}
+    if "adam_update" not in methods:
+        raise CodesiftError(f"no adam_update scores at step {step} under {influence_dir}: run make demo")
+    numbers = {"step": step, "methods": {}}
+    for method in methods:
+        meta = json.loads((Path(influence_dir) / f"step-{step}" / method / "scoring.json").read_text())
+        numbers["methods"][method] = {
+            "seconds_per_candidate": meta.get("seconds_per_candidate"),
+            "candidates": meta.get("candidates"),
+        }
+    fast = methods["adam_update"]
+    tasks = score_tasks(fast)
+    by_task = {t: dict(zip(fast["block_id"], fast[f"influence_{t}"], strict=True)) for t in tasks}
+    numbers["tasks"] = {
+        f"{a} / {b}": float(
+            spearmanr([by_task[a][k] for k in by_task[a]], [by_task[b][k] for k in by_task[a]])[0]
+        )
+        for i, a in enumerate(tasks)
+        for b in tasks[i + 1 :]
+    }
+    if "exact" in methods:
+        exact = methods["exact"]
+        numbers["fast_vs_exact"] = {
+            t: float(spearmanr([by_task[t][k] for k in exact["block_id"]], exact[f"influence_{t}"])[0])
+            for t in score_tasks(exact)
+        }
+    return numbers
+
+
+def influence_block(numbers: dict, stamp: str) -> str:
+    lines = []
+    for method, info in numbers["methods"].items():
+        per = info["seconds_per_candidate"]
+        if per is None:
+            continue
+        lines.append(
+            f"- `{method}` at step {numbers['step']}: {per:.3f} s per candidate, {info['candidates']:,} "
+            f"candidates, {per * info['candidates']:.0f} s in all."
+        )
+    if "fast_vs_exact" in numbers:
+        pairs = ", ".join(f"{t} {r:.3f}" for t, r in numbers["fast_vs_exact"].items())
+        lines.append(f"- `adam_update` against `exact` on the blocks both scored, Spearman: {pairs}.")
+    else:
+        lines.append("- `adam_update` against `exact`: not measured yet (`make exact`).")
+    pairs = "; ".join(f"{pair} {r:.2f}" for pair, r in numbers["tasks"].items())
+    lines.append(f"- How alike the tasks' fast scores rank the pool (Spearman): {pairs}.")
+    return "\n".join(lines) + f"\n\n{stamp}"
+
+
+def update_influence_docs(influence_dir: str | Path, root: str | Path, step: int = 300) -> Path:
+    """docs/03_influence.md's measured block from stage 03's scores (make demo, make exact)."""
+    numbers = influence_numbers(influence_dir, step)
+    stamp = run_stamp(Path(influence_dir) / f"step-{step}" / "adam_update" / "scoring.json")
+    page = Path(root) / "docs" / "03_influence.md"
+    page.write_text(replace_block(page.read_text(), "influence", influence_block(numbers, stamp)))
+    return page
+
+
+def update_all_docs(outputs: str | Path, root: str | Path) -> list[str]:
+    """Every generated block whose run's outputs exist under `outputs` (outputs/tiny), in one go:
+    `make docs`. Returns a line per block: what was written, or which run would write it."""
+    outputs = Path(outputs)
+    steps = [
+        ("influence", outputs / "influence" / "step-300" / "adam_update" / "scoring.json", "make demo",
+         lambda: [update_influence_docs(outputs / "influence", root)]),
+        ("results", outputs / "experiment" / "results.json", "make table",
+         lambda: update_results_docs(outputs / "experiment", root)),
+        ("pretrain_selected", outputs / "pretrain_selected" / "results.json", "make pretrain_selected",
+         lambda: update_pretrain_selected_docs(outputs / "pretrain_selected", root)),
+        ("findings", outputs / "report.md", "make report", lambda: [update_report_docs(outputs / "report.md", root)]),
+        ("timings", outputs.parent / "notebooks" / "timings.json", "make notebooks",
+         lambda: [update_timings_docs(outputs.parent / "notebooks" / "timings.json", root)]),
+    ]  # fmt: skip
+    lines = []
+    for name, needs, run, write in steps:
+        if needs.is_file():
+            lines += [f"wrote {path} ({name})" for path in write()]
+        else:
+            lines.append(f"skipped {name}: {needs} not found ({run} writes it)")
+    return lines

@@ -210,8 +210,8 @@ class ForwardDifferenceScorer(ScoresInBatches, FirstOrderScorer):
         score = <u, g_x> ~ (L_x(theta + h u) - L_x(theta - h u)) / 2h,
 
     with h set so that h * u moves the weights as far as one Adam step (every weight by about lr);
-    at a hundredth of that, float32 rounding swamped the difference on the tiny recipe (Spearman
-    0.99 / -0.19 against adam_precond, against 1.00 / 0.997 at one step).
+    at a hundredth of that, float32 rounding swamped the difference (on the tiny recipe's earlier
+    Python-only corpus, Spearman 0.99 / -0.19 against adam_precond, against 1.00 / 0.997 at one step).
     Two no-grad forwards of the batch per task and no activation memory: it pays where tasks are
     few or memory is short; its fidelity against exact is measured in bench_influence.
     `candidate_loss` is the mean of the two shifted losses (the loss to O(h^2))."""
