@@ -392,3 +392,28 @@ def test_the_reports_varies_verdicts_rest_on_the_second_warm_up(micro_corpus, tm
         assert all("no run-to-run ceiling" in r["measured"] for r in stages)
     else:
         assert all("two seeds of the warm-up agree at" in r["measured"] for r in stages)
+
+
+def test_why_the_bootstrap_is_not_scipys():
+    """The two ways it differs from scipy.stats.bootstrap (a test, so the hand-written one stays only
+    while they hold): undefined draws are dropped, not a NaN interval; clusters are resampled whole."""
+    import warnings
+
+    from scipy.stats import bootstrap as scipy_bootstrap
+
+    from codesift.findings import bootstrap
+    from codesift.influence.stats import spearman
+
+    feature = np.array([0, 0, 0, 0, 0, 0, 0, 1.0, 2.0, 3.0])  # most blocks tied: some resamples all-tied
+    score = np.arange(10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = scipy_bootstrap((feature, score), spearman, paired=True, vectorized=False, n_resamples=300,
+                                 method="percentile", random_state=0).confidence_interval  # fmt: skip
+    assert np.isnan(theirs.low) and np.isnan(theirs.high)
+    point, low, high = bootstrap(spearman, feature, score, n=300, seed=0)
+    assert np.isfinite(low) and low <= point <= high
+    # scipy's Spearman and ranks are what the kit uses (ties averaged)
+    from scipy.stats import spearmanr
+
+    assert spearman(feature, score) == pytest.approx(spearmanr(feature, score).statistic)

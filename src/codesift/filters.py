@@ -117,7 +117,9 @@ def ngram_hashes(tokens: list[str], n: int) -> list[int]:
 class Decontaminator:
     """Drops a document that covers at least `threshold` of any problem's n-grams (prompt and
     reference solution together), or holds a reference solution verbatim (token for token,
-    layout ignored; solutions shorter than n tokens are too common to count)."""
+    layout ignored; solutions shorter than n tokens are too common to count). Not datatrove's
+    NGramsDecontIndexer/Filter: they index lighteval's tasks (read from the Hub, so not a user's
+    JSONL offline) and drop a document on any one shared n-gram, where this needs a share of a problem's."""
 
     def __init__(self, problems: Iterable[tuple[str, str, str]], n: int = 13, threshold: float = 0.5):
         """`problems`: (problem key, prompt, completion) triples, e.g. ("humaneval:HumanEval/0", ...)."""

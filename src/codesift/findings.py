@@ -43,7 +43,9 @@ def aligned(first: dict, second: dict) -> tuple[np.ndarray, np.ndarray, list]:
 def bootstrap(statistic: Callable, *arrays, n: int = 1000, seed: int = 0, level: float = 0.95, clusters=None):
     """(point, low, high): the statistic on the arrays, and a percentile interval from resampling
     their rows together; with `clusters` (a label per row: the block's document or package), whole
-    clusters are resampled, since blocks of one file are not independent draws."""
+    clusters are resampled, since blocks of one file are not independent draws. Hand-written, not
+    `scipy.stats.bootstrap`: scipy resamples rows only (no clusters) and returns a NaN interval when
+    any draw is undefined (a resample of all-tied feature values), where this one drops such draws."""
     arrays = [np.asarray(a) for a in arrays]
     point = statistic(*arrays)
     rng = np.random.default_rng(seed)

@@ -29,19 +29,24 @@ def score_tasks(scores) -> list[str]:
 
 def ranks(values) -> np.ndarray:
     """0-based ranks; tied values share their average rank (so Spearman does not depend on the
-    order of tied blocks, e.g. a feature that is 1 for most of them)."""
-    values = np.asarray(values, dtype=np.float64)
-    order = values.argsort(kind="stable")
-    ordered = values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1] if len(values) else np.zeros(0, int)
-    ends = np.r_[starts[1:], len(values)]
-    out = np.empty(len(values))
-    out[order] = np.repeat((starts + ends - 1) / 2, ends - starts)
-    return out
+    order of tied blocks, e.g. a feature that is 1 for most of them): scipy's `rankdata`."""
+    from scipy.stats import rankdata
+
+    return rankdata(np.asarray(values, dtype=np.float64), method="average") - 1.0
 
 
 def spearman(a, b) -> float:
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+    """scipy's Spearman; NaN where either side is constant (no ranking to compare)."""
+    import warnings
+
+    from scipy.stats import ConstantInputWarning, spearmanr
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return float(spearmanr(a, b).statistic)
 
 
 def top_overlap(a, b, fraction: float = 0.2) -> float:
