@@ -33,7 +33,7 @@ from .findings import (
     top_shares,
     varies_beyond_runs,
 )
-from .influence.stats import load_scores, score_tasks
+from .influence.stats import DOCSTRING_RE, load_scores, score_tasks
 from .plots import plot_correlation_heatmap, plot_effect_intervals, plot_group_heatmap
 from .report_page import write_report_page
 from .utils import atomic_directory, write_json
@@ -543,13 +543,12 @@ def experiment_findings(report: Report, experiment_dir: Path, root: Path) -> Non
         )
 
 
-TRIPLE_QUOTED = re.compile(r'("""|\'\'\')(.*?)(\1|$)', re.S)
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 def docstring_share(text: str) -> float:
     """Share of the characters inside triple-quoted strings (docstrings, mostly)."""
-    return sum(len(m.group(0)) for m in TRIPLE_QUOTED.finditer(text)) / max(1, len(text))
+    return sum(len(m.group(0)) for m in DOCSTRING_RE.finditer(text)) / max(1, len(text))
 
 
 def identifier_share(text: str) -> float:

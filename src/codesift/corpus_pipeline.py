@@ -47,7 +47,6 @@ from .filters import Decontaminator, Drop, ExactDeduplicator, check_quality, cod
 logger = logging.getLogger(__name__)
 EXCLUDED_PATH = Drop("excluded_path", "matches exclude_path_patterns")
 NOT_A_FILE = Drop("not_a_regular_file", "a FIFO, socket, device or broken/looping symlink")
-STAGES = ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -142,10 +142,6 @@ class Decontaminator:
                 # padded with spaces so that a match starts and ends on token boundaries
                 self.solutions[hash(tuple(solution[:n]))].append((problem, f" {' '.join(solution)} "))
 
-    @classmethod
-    def from_validation_sets(cls, dataset_dict, n: int = 13, threshold: float = 0.5) -> Decontaminator:
-        return cls(validation_problems(dataset_dict), n=n, threshold=threshold)
-
     def __call__(self, doc_id: str, text: str) -> Drop | None:
         tokens = code_tokens(text)
         grams = set(ngram_hashes(tokens, self.n))

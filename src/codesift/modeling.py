@@ -97,3 +97,14 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int = 64) -
     """The model's greedy continuation of `prompt` (the prompt cut from the left to fit the context),
     not cut at any stop sequence."""
     return generate_completions(model, tokenizer, [prompt], max_new_tokens, stops=())[0][0]
+
+
+def block_losses(logits, input_ids):
+    """Each block's mean next-token loss (the Trainer's loss at batch 1) from a forward's logits,
+    float32 and without copying them: the one definition the scorer, the perplexity baseline and
+    the predictor's features share."""
+    import torch.nn.functional as F
+
+    labels = F.pad(input_ids[:, 1:], (0, 1), value=-100)
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), reduction="none")
+    return nll.view(input_ids.shape).sum(1) / (input_ids.shape[1] - 1)

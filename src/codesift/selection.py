@@ -211,7 +211,8 @@ def kept_count(fraction: float, n: int) -> int:
 def candidate_losses(model, candidates, batch_size: int = 32) -> np.ndarray:
     """Each block's mean next-token loss under `model` (no dropout, no gradient)."""
     import torch
-    import torch.nn.functional as F
+
+    from .modeling import block_losses
 
     model.eval()
     device = next(model.parameters()).device
@@ -219,9 +220,7 @@ def candidate_losses(model, candidates, batch_size: int = 32) -> np.ndarray:
     with torch.no_grad():
         for start in tqdm(range(0, len(candidates), batch_size), desc="candidate losses", unit="batch"):
             ids = torch.as_tensor(candidates[start : start + batch_size]["input_ids"], device=device)
-            logits = model(input_ids=ids).logits[:, :-1].float()
-            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-            out.append(nll.mean(1).double().cpu())
+            out.append(block_losses(model(input_ids=ids).logits, ids).double().cpu())
     return torch.cat(out).numpy()
 
 

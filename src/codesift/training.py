@@ -26,7 +26,8 @@ from .tasks import task_names, task_part
 from .tokenizer import load_tokenizer
 from .utils import set_seed
 
-# Imported inside the functions that use them (heavy or optional): datasets, transformers.
+# transformers' Trainer is imported at the top (PretrainTrainer subclasses it); the model classes
+# and the checkpoint helpers inside the functions that use them.
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ Every method gives the same scores as batch 1, equal to rounding (tests/test_inf
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..modeling import block_losses
 from .fast import FirstOrderScorer
 from .validation import InfluenceError
 
@@ -149,7 +149,7 @@ class BatchedFirstOrderScorer(ScoresInBatches, FirstOrderScorer):
             # from which the hooks form the per-example ones (the summed weight gradients are skipped)
             with self.frozen():
                 logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
-                losses = self.candidate_losses(logits, input_ids)
+                losses = block_losses(logits, input_ids)
                 losses.sum().backward()  # each candidate's mean token loss, summed: its gradient is its own
         finally:
             for handle in handles:
@@ -170,15 +170,6 @@ class BatchedFirstOrderScorer(ScoresInBatches, FirstOrderScorer):
             delta = self.adam_step(grads[i] * float(clip[i]))
             rows.append(-(self.task_grads @ delta.to(self.task_grads.dtype)).double())
         return torch.stack(rows)
-
-    @staticmethod
-    def candidate_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """Each block's mean next-token loss (the Trainer's loss at batch 1), without copying the logits."""
-        labels = F.pad(input_ids[:, 1:], (0, 1), value=-100)
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), reduction="none"
-        )
-        return nll.view(input_ids.shape).sum(1) / (input_ids.shape[1] - 1)
 
     def _leaf_hook(self):
         """Where the backward starts: the embeddings' output, or the input of the lowest scored layer."""
@@ -237,7 +228,7 @@ class ForwardDifferenceScorer(ScoresInBatches, FirstOrderScorer):
 
     def _losses(self, input_ids: torch.Tensor) -> torch.Tensor:
         logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
-        return BatchedFirstOrderScorer.candidate_losses(logits, input_ids).double()
+        return block_losses(logits, input_ids).double()
 
     def score_batch(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         self.model.train()

@@ -1,6 +1,6 @@
 """Scoring a candidate pool: from a saved checkpoint or a live Trainer, in resumable shards.
 
-Output (DESIGN.md): one row per candidate, `block_id, step, method`, `influence_<task>` per task,
+Output: one row per candidate, `block_id, step, method`, `influence_<task>` per task,
 `candidate_loss` (the block's own loss under the checkpoint, which a perplexity filter ranks by;
 the scorer computes it anyway), and for the exact method `loss_before_<task>` and `loss_after_<task>`.
 """

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from ..modeling import block_losses
 from ..ngrams import hashed_ngrams
 from .labels import PredictorError
 
@@ -180,14 +181,7 @@ class FrozenEncoder:
                 ).cpu().numpy(), None
             out = self.model(input_ids=ids, output_hidden_states=True)
             pooled = torch.cat([h.float().mean(dim=1) for h in out.hidden_states], dim=1)
-            logits = out.logits[:, :-1].float()
-            losses = (
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
-                )
-                .view(len(ids), -1)
-                .mean(dim=1)
-            )
+            losses = block_losses(out.logits, ids)
         return pooled.cpu().numpy(), losses.cpu().numpy()
 
     def _embed_chunks(self, token_lists: list[list[int]]) -> np.ndarray:
