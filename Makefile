@@ -87,11 +87,11 @@ slow_test: install
 	$(PY) -m pytest tests -m slow
 
 style: install
-	$(VENV)/bin/ruff format src scripts tests benchmarks metrics
-	$(VENV)/bin/ruff check --fix src scripts tests benchmarks metrics
+	$(VENV)/bin/ruff format src scripts tests benchmarks
+	$(VENV)/bin/ruff check --fix src scripts tests benchmarks
 
 quality: install
-	$(VENV)/bin/ruff check src scripts tests benchmarks metrics
+	$(VENV)/bin/ruff check src scripts tests benchmarks
 
 clean:
 	rm -rf outputs

@@ -67,7 +67,11 @@ def recipe(name: str) -> dict:
 
 
 def table_arms(text: str) -> list[str]:
-    return [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    return [
+        line.split("|")[1].strip()
+        for line in text.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ][1:]
 
 
 def test_generated_blocks_agree_with_the_recipes_they_depend_on():
@@ -87,9 +91,11 @@ def test_generated_blocks_agree_with_the_recipes_they_depend_on():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) > 2 and cells[1] in seeds:
             assert cells[-2] == str(seeds[cells[1]]), line  # the seeds column: the recipe's seeds
-    assert f"after {recipe('pretrain_selected.yaml')['steps']} steps from scratch" in block(readme, "pretrain_selected")
+    assert f"after {recipe('pretrain_selected.yaml')['steps']} steps from scratch" in block(
+        readme, "pretrain_selected"
+    )
     influence = block((ROOT / "docs" / "03_influence.md").read_text(), "influence")
-    assert f"`adam_update` at step 300: " in influence and f"{pool:,} candidates" in influence
+    assert "`adam_update` at step 300: " in influence and f"{pool:,} candidates" in influence
     exact = recipe("influence_exact.yaml")["max_candidates"]
     assert f"{exact:,} candidates" in influence or "not measured yet" in influence
     stages = [int(c.rsplit("-", 1)[1]) for c in recipe("influence_stages.yaml")["checkpoint"]]
@@ -118,7 +124,9 @@ def test_the_influence_block_is_computed_from_the_scores(tmp_path):
     for method, values, per in (("adam_update", (he, mbpp), 0.05), ("exact", (he[:20] * 2, -mbpp[:20]), 1.5)):
         folder = tmp_path / "step-300" / method
         n = len(values[0])
-        Dataset.from_dict({"block_id": ids[:n], "influence_humaneval": values[0], "influence_mbpp": values[1]}).save_to_disk(str(folder))
+        Dataset.from_dict(
+            {"block_id": ids[:n], "influence_humaneval": values[0], "influence_mbpp": values[1]}
+        ).save_to_disk(str(folder))
         (folder / "scoring.json").write_text(json.dumps({"seconds_per_candidate": per, "candidates": n}))
     numbers = influence_numbers(tmp_path, 300)
     assert numbers["fast_vs_exact"] == pytest.approx({"humaneval": 1.0, "mbpp": -1.0})
