@@ -496,7 +496,12 @@ def arm_rows(report: Report, cells: list[dict], tasks: list[str]) -> None:
                 {
                     "finding": f"{finding} ({task})",
                     "paper": paper,
-                    "measured": f"report loss, {arm} minus {reference}: {mean:+.3f} [{low:+.3f}, {high:+.3f}] over {seeds} seeds",
+                    "measured": f"report loss, {arm} minus {reference}: {mean:+.3f} "
+                    + (
+                        f"[{low:+.3f}, {high:+.3f}] over {seeds} seeds"
+                        if np.isfinite(half)
+                        else f"({seeds} seed: no interval)"
+                    ),
                     "agrees": verdict,
                 }
             )

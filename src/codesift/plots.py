@@ -230,6 +230,12 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
     counts = {a: len(summary[a].get("seeds") or [None]) for a in arms}
     seeds = sorted(set(counts.values())) or [1]
     with_interval = seeds[-1] >= 2  # some arm has an interval; an arm with one seed draws none
+    # among arms with intervals, a one-seed arm (a dear one, e.g. an hour-long cell) would set the
+    # scale with a single number and no interval: it stays in the table, out of the figure
+    left_out = [a for a in arms if with_interval and counts[a] < 2]
+    arms = [a for a in arms if a not in left_out]
+    counts = {a: counts[a] for a in arms}
+    seeds = sorted(set(counts.values())) or [1]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 0.5 * len(arms) + 2.3), sharey=True)
     for ax, key in zip(np.atleast_1d(axes), keys, strict=True):
         means = np.array([summary[a][key][0] for a in arms], dtype=float)
@@ -264,6 +270,8 @@ def plot_results_table(summary: dict, tasks: list[str], path=None):
         if with_interval
         else f"{count} seed: no interval, a single paired difference"
     )
+    if left_out:
+        how += f"; one seed, in the table only: {', '.join(left_out)}"
     fig.suptitle(f"Did selection beat random at equal tokens? ({how})", fontsize=10)
     legend = [Patch(color="C7", label="interval holds 0" if with_interval else "no interval (1 seed)")]
     if with_interval:
