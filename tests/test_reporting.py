@@ -34,7 +34,18 @@ def results_json(tmp_path):
     experiment = tmp_path / "experiment"
     experiment.mkdir()
     (experiment / "results.json").write_text(
-        json.dumps({"summary": summary, "arguments": {"table_tasks": ["humaneval"]}, "cells": []})
+        json.dumps(
+            {
+                "summary": summary,
+                "arguments": {
+                    "table_tasks": ["humaneval"],
+                    "fraction": 0.2,
+                    "continue_steps": 25,
+                    "checkpoint": "ckpt",
+                },
+                "cells": [{"arm": "random", "kept_blocks": 400}],
+            }
+        )
     )
     (experiment / "results.md").write_text(
         "# Results\n\n- Date: 2030-01-02; recipe\n- Machine: 2 CPU cores\n- Mean ± 95% CI (t) over 3 seed(s)\n\n| a |\n"
@@ -45,7 +56,7 @@ def results_json(tmp_path):
 
 def test_headline_table_lists_arms_with_a_difference(tmp_path):
     table = headline_table(json.loads((results_json(tmp_path) / "results.json").read_text()))
-    assert table.splitlines()[2] == "| influence_x | -0.123 ± 0.020 | 160.0 |"
+    assert table.splitlines()[2] == "| influence_x | -0.123 ± 0.020 | 160.0 | - |"  # no seeds listed: -
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["influence_x"]
 
 
@@ -59,7 +70,10 @@ def test_update_results_docs_writes_readme_page_and_image(tmp_path):
     update_results_docs(experiment, root)
     readme = (root / "README.md").read_text()
     assert "| influence_x | -0.123 ± 0.020 | 160.0 |" in readme and "old" not in readme
-    assert "2030-01-02; 2 CPU cores; 3 seed(s)." in readme
+    assert (
+        "20% of a 2,000-block pool, 25 continued steps from `ckpt`; 2030-01-02; 2 CPU cores; 3 seed(s)."
+        in readme
+    )
     assert "| a |" in (root / "docs" / "06_experiment.md").read_text()
     assert (root / "docs" / "images" / "results.png").read_bytes() == b"\x89PNG fake"
 

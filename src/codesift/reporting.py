@@ -45,7 +45,12 @@ def headline_table(results: dict) -> str:
         diffs = [entry.get(f"vs_random/loss/{task}/report", (None, None)) for task in tasks]
         if all(d[0] is None for d in diffs) or entry.get("baseline", "random") != "random":
             continue  # random itself and the checkpoint have no difference; 5% arms are in docs/06
-        cells = [arm, *map(_fmt, diffs), f"{entry['selection_seconds'][0]:.1f}", str(len(entry["seeds"]))]
+        cells = [
+            arm,
+            *map(_fmt, diffs),
+            f"{entry['selection_seconds'][0]:.1f}",
+            str(len(entry.get("seeds") or []) or "-"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
