@@ -231,6 +231,21 @@ def test_the_results_figure_says_one_seed_has_no_interval_and_colours_nothing():
     plt.close(fig)
 
 
+def test_a_one_seed_arm_among_arms_with_intervals_stays_in_the_table_only():
+    """An hour-long arm run at one seed would set the scale with one bar and no interval."""
+    summary = results_summary(3)
+    summary["dear_arm"] = {
+        "seeds": [42],
+        **{f"vs_random/loss/{t}/report": (1.7, None) for t in ("humaneval", "mbpp")},
+    }
+    fig = plots.plot_results_table(summary, ["humaneval", "mbpp"])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "dear_arm" not in " ".join(labels) and "in the table only: dear_arm" in fig._suptitle.get_text()
+    assert fig.axes[0].get_xlim()[1] < 1.0  # the scale is the other arms'
+    assert figure_problems(fig) == []
+    plt.close(fig)
+
+
 def test_zero_sits_inside_the_results_axis_with_a_margin():
     summary = {"random": {"vs_random/loss/humaneval/report": (None, None), "seeds": [1, 2, 3]},
                "worse": {"vs_random/loss/humaneval/report": (0.2, 0.01), "seeds": [1, 2, 3]}}  # fmt: skip
