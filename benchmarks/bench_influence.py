@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from codesift.configs import InfluenceArguments
+from codesift.data import load_candidates, load_eval_datasets
 from codesift.influence import (
     FAST_METHODS,
     ValidationBatches,
@@ -37,9 +38,7 @@ from codesift.influence import (
     make_scorer,
     score_rows,
 )
-from codesift.influence.scoring import load_candidates
-from codesift.influence.stats import fidelity
-from codesift.training import load_eval_datasets
+from codesift.stats import fidelity
 
 
 def exact_cost(checkpoint, task_sets, candidates, eval_batch_size):

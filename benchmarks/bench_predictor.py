@@ -52,9 +52,8 @@ CURVE = [100, 250, 500, 1000, 1600]
 
 def oracle_seconds_per_block(checkpoint: str, n_fast: int, n_exact: int) -> dict:
     """The fast (adam_update) and exact oracle's seconds per block on the first candidates."""
+    from codesift.data import load_candidates, load_eval_datasets
     from codesift.influence import ValidationBatches, load_checkpoint_for_scoring, make_scorer, score_rows
-    from codesift.influence.scoring import load_candidates
-    from codesift.training import load_eval_datasets
 
     args = load_stage_config("influence")
     candidates = load_candidates(args.candidates, args.candidates_split, n_fast)

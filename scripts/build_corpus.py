@@ -5,7 +5,7 @@
         --num_candidates 500 --output_dir outputs/my_corpus
     python scripts/build_corpus.py --config recipes/tiny/corpus.yaml --tasks 4 --workers 2   # in 4 shards
 
-The documents go through a datatrove pipeline (codesift.corpus_pipeline); on Slurm the command submits
+The documents go through a datatrove pipeline (codesift.prepare.pipeline); on Slurm the command submits
 it and stops, and the same command run again once the jobs are done packs the blocks.
 """
 
@@ -13,7 +13,7 @@ import logging
 
 from codesift.cli import report_errors, setup_logging
 from codesift.configs import CorpusArguments, parse_args
-from codesift.corpus import CorpusPending, run_corpus_stage
+from codesift.prepare.corpus import CorpusPending, run_corpus_stage
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import logging
 
 from codesift.cli import report_errors, setup_logging
 from codesift.configs import ValidationSetsArguments, parse_args
-from codesift.tasks import run_validation_sets_stage
+from codesift.prepare.tasks import run_validation_sets_stage
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def small_tokenizer():
     import json
     import textwrap
 
-    from codesift.tokenizer import train_bpe_tokenizer
+    from codesift.prepare.tokenizer import train_bpe_tokenizer
 
     texts = [inspect.getsource(module) for module in (json, textwrap, inspect)]
     return train_bpe_tokenizer(texts, vocab_size=600, model_max_length=128)
@@ -49,8 +49,8 @@ def micro_corpus(tmp_path_factory):
     import sysconfig
 
     from codesift.configs import CorpusArguments
-    from codesift.corpus import build_corpus
-    from codesift.tasks import build_validation_sets
+    from codesift.prepare.corpus import build_corpus
+    from codesift.prepare.tasks import build_validation_sets
     from codesift.utils import save_to_disk, write_json
 
     root = tmp_path_factory.mktemp("micro")

@@ -5,10 +5,10 @@ import textwrap
 import pytest
 
 from codesift.configs import CorpusArguments
-from codesift.corpus import CorpusError, build_corpus, collect_documents, load_validation_sets
-from codesift.filters import Decontaminator, normalized_hash
-from codesift.packing import BlockPacker, pack_documents, split_train_candidates
-from codesift.tasks import build_validation_sets, load_humaneval
+from codesift.prepare.corpus import CorpusError, build_corpus, collect_documents, load_validation_sets
+from codesift.prepare.filters import Decontaminator, normalized_hash
+from codesift.prepare.packing import BlockPacker, pack_documents, split_train_candidates
+from codesift.prepare.tasks import build_validation_sets, load_humaneval
 from codesift.utils import atomic_directory
 
 
@@ -111,14 +111,14 @@ def test_decontamination_by_ngram_coverage():
         "    return sum(v * v for v in x)\n",
     )
     decontaminator = Decontaminator([problem], n=5, threshold=0.5)
-    assert decontaminator("a", "import os\n" + problem[1] + problem[2]) is not None
-    assert decontaminator("b", "import os\n\ndef g(y):\n    return max(y) - min(y)\n") is None
+    assert decontaminator("import os\n" + problem[1] + problem[2]) is not None
+    assert decontaminator("import os\n\ndef g(y):\n    return max(y) - min(y)\n") is None
     # a solution's tokens must match on whole tokens: a longer identifier is not a copy
     solution_only = Decontaminator(
         [("t:2", "", "return total + other_value * 2 + offset - k")], n=5, threshold=2
     )
-    assert solution_only("c", "x = 1\nreturn total + other_value * 2 + offset - k\n") is not None
-    assert solution_only("d", "x = 1\nreturn total + other_value * 2 + offset - kk\n") is None
+    assert solution_only("x = 1\nreturn total + other_value * 2 + offset - k\n") is not None
+    assert solution_only("x = 1\nreturn total + other_value * 2 + offset - kk\n") is None
 
 
 def test_exact_hash_ignores_layout_only():
@@ -309,7 +309,7 @@ def test_atomic_directory_keeps_the_old_output_on_failure(tmp_path):
 def test_a_rerun_keeps_the_corpus_unless_its_arguments_or_inputs_changed(tmp_path, planted_corpus, caplog):
     import logging
 
-    from codesift.corpus import run_corpus_stage
+    from codesift.prepare.corpus import run_corpus_stage
 
     args = corpus_args(planted_corpus, output_dir=str(tmp_path / "corpus"))
     run_corpus_stage(args)
@@ -377,10 +377,10 @@ def test_two_tasks_make_the_one_task_corpus_and_a_killed_run_resumes(
     task; a run that dies in task 1 resumes there (task 0 is not run again) and finishes."""
     from datasets import load_from_disk
 
-    from codesift import corpus_pipeline
+    from codesift.prepare.filters import QualityFilter
 
     one = build_corpus(corpus_args(planted_corpus), tmp_path / "one", humaneval_sets, tmp_path / "work-one")
-    real_run = corpus_pipeline.KitFilter.run
+    real_run = QualityFilter.run
 
     def task_1_dies_midway(self, data, rank=0, world_size=1):
         for count, document in enumerate(real_run(self, data, rank, world_size)):
@@ -388,7 +388,7 @@ def test_two_tasks_make_the_one_task_corpus_and_a_killed_run_resumes(
                 raise KeyboardInterrupt("killed")
             yield document
 
-    monkeypatch.setattr(corpus_pipeline.KitFilter, "run", task_1_dies_midway)
+    monkeypatch.setattr(QualityFilter, "run", task_1_dies_midway)
     two_args = corpus_args(planted_corpus, tasks=2)
     with pytest.raises(KeyboardInterrupt):
         build_corpus(two_args, tmp_path / "two", humaneval_sets, tmp_path / "work-two")
@@ -396,7 +396,7 @@ def test_two_tasks_make_the_one_task_corpus_and_a_killed_run_resumes(
     finished = work / "filtered" / "00000.parquet"
     assert finished.is_file() and not (work / "logs" / "filter" / "completions" / "00001").exists()
     made = finished.stat().st_mtime_ns
-    monkeypatch.setattr(corpus_pipeline.KitFilter, "run", real_run)
+    monkeypatch.setattr(QualityFilter, "run", real_run)
     two = build_corpus(two_args, tmp_path / "two", humaneval_sets, work)
     assert finished.stat().st_mtime_ns == made  # task 0 was skipped, not redone
     assert (work / "filtered" / "00001.parquet").is_file()
@@ -420,11 +420,11 @@ def test_a_work_folder_from_other_arguments_is_started_over(tmp_path, planted_co
 
     work = tmp_path / "work"
     collect_documents(corpus_args(planted_corpus), None, work)
-    with caplog.at_level(logging.INFO, logger="codesift.corpus"):
+    with caplog.at_level(logging.INFO, logger="codesift.prepare.corpus"):
         collect_documents(corpus_args(planted_corpus), None, work)
     assert "resuming" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="codesift.corpus"):
+    with caplog.at_level(logging.INFO, logger="codesift.prepare.corpus"):
         documents, _ = collect_documents(corpus_args(planted_corpus, min_bytes=5), None, work)
     assert "min_bytes changed" in caplog.text
     assert "zz_tiny.py" in {p.split("/")[-1] for p in documents["path"]}  # 6 bytes: kept now
@@ -441,7 +441,7 @@ def test_blocks_carry_the_language_of_most_of_their_tokens():
 
 
 def test_a_header_is_cpp_when_its_text_is():
-    from codesift.corpus_sources import language_of
+    from codesift.prepare.sources import language_of
 
     assert language_of("x.h", '#ifdef __cplusplus\nextern "C" {\n#endif\nint f(void);\n') == "c"
     assert language_of("x.h", "namespace c10 {\ntemplate <typename T> struct A {};\n}\n") == "cpp"

@@ -11,7 +11,7 @@ from helpers import MICRO, train
 from codesift.configs import EvaluationArguments
 from codesift.evaluation import EvaluationError, completion_losses, program_tests, run_evaluation_stage
 from codesift.generation import generate_completions, truncate_at_stop
-from codesift.tokenizer import load_tokenizer
+from codesift.prepare.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

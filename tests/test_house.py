@@ -76,34 +76,19 @@ def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_library_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 20 and "codesift.tasks" in graph["codesift.corpus"]
+    assert len(graph) > 20 and "codesift.prepare.tasks" in graph["codesift.prepare.corpus"]
     assert cycle_in(graph) is None, cycle_in(graph)
     assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-# Every module's layer: shared helpers that know no stage (0), then the stages in the order data
-# flows through them, then what reads their outputs. A module imports only its own layer or lower.
-LAYERS = {
-    0: ["codesift", "errors", "utils", "configs", "provenance", "intervals", "plots", "figure_checks",
-        "report_page", "cli", "notebooks", "ngrams", "generation", "callbacks", "metrics",
-        "influence.stats", "predictor.ridge"],
-    1: ["tasks", "filters", "tokenizer", "packing", "corpus_sources", "corpus_pipeline", "corpus"],
-    2: ["modeling", "costs", "training"],
-    3: ["influence"],
-    4: ["predictor"],
-    5: ["dsir", "raters", "selection"],
-    6: ["evaluation"],
-    7: ["experiment"],
-    8: ["pretrain_selected"],
-    9: ["findings", "analysis", "reporting"],
-    10: ["hub"],
-    11: ["pipeline"],  # a notebook's "build the earlier stages if missing": it calls stages 01-05
-}  # fmt: skip
+def layer_of(module: str, layers: dict[str, int] | None = None) -> int | None:
+    """The layer (codesift.stages.module_layers) of the longest registered name that is the module
+    or a package holding it."""
+    from codesift.stages import module_layers
 
-
-def layer_of(module: str) -> int | None:
-    """The layer of the longest name in LAYERS that is the module or a package holding it."""
-    names = {f"codesift.{n}" if n != "codesift" else n: layer for layer, ns in LAYERS.items() for n in ns}
+    names = {
+        f"codesift.{n}" if n != "codesift" else n: layer for n, layer in (layers or module_layers()).items()
+    }
     match = max(
         (n for n in names if module == n or module.startswith(n + ".") and n != "codesift"),
         key=len,
@@ -118,9 +103,77 @@ def test_every_module_imports_only_its_own_layer_or_lower():
     assert unranked == [], f"give these modules a layer in LAYERS: {unranked}"
     upward = [(m, t) for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m)]
     assert upward == []
-    # the rule can say no: an import from filters (stage 01) into experiment (stage 06) is caught
-    assert layer_of("codesift.experiment") > layer_of("codesift.filters")
-    assert layer_of("codesift.influence.stats") == 0 and layer_of("codesift.influence.scoring") == 3
+    # the rule can say no: an import from filters (stage 01) into experiment (stage 06) is caught,
+    # and stage 04 (filter) ranks above stage 05 (predictor), whose scores it reads
+    assert layer_of("codesift.experiment") > layer_of("codesift.prepare.filters")
+    assert layer_of("codesift.stats") == 0 and layer_of("codesift.selection") > layer_of(
+        "codesift.predictor.stage"
+    )
+    graph["codesift.prepare.filters"].add("codesift.experiment")
+    assert [(m, t) for m, ts in graph.items() for t in ts if layer_of(t) > layer_of(m)] == [
+        ("codesift.prepare.filters", "codesift.experiment")
+    ]
+
+
+def test_the_makefile_demo_runs_the_registry_in_order():
+    """`make demo` runs every demo step of codesift.stages, in the registry's order, with its recipe."""
+    import re
+
+    from codesift.stages import demo_commands
+
+    makefile = (ROOT / "Makefile").read_text()
+    demo = makefile[makefile.index("\ndemo:") : makefile.index("\n\n", makefile.index("\ndemo:"))]
+    ran = re.findall(r"scripts/(\w+\.py) --config recipes/\$\(RECIPE\)/(\w+\.yaml)", demo)
+    assert ran == demo_commands()
+    assert ran.index(("train_predictor.py", "predictor.yaml")) < ran.index(("filter_data.py", "filter.yaml"))
+
+
+def test_readme_stage_table_is_the_registry():
+    from codesift.reporting import replace_block
+    from codesift.stages import stage_table
+
+    readme = (ROOT / "README.md").read_text()
+    assert replace_block(readme, "stages", stage_table()) == readme  # the block is exactly the registry's
+    assert "05 before 04" in stage_table()
+
+
+def test_every_stage_names_files_and_functions_that_exist():
+    """Each step's script calls its entry function and parses its argument classes; each stage's
+    notebook, docs page and tiny recipes exist; every module belongs to one stage or is shared."""
+    import codesift.configs
+    from codesift.stages import STAGES
+
+    for stage in STAGES:
+        assert (ROOT / "notebooks" / f"{stage.notebook}.ipynb").is_file(), stage.notebook
+        assert (ROOT / "docs" / stage.docs).is_file(), stage.docs
+        for config in [step.config for step in stage.steps] + list(stage.other_configs):
+            assert (ROOT / "recipes" / "tiny" / config).is_file(), config
+        for step in stage.steps:
+            script = (ROOT / "scripts" / step.script).read_text()
+            function = step.entry_function()
+            assert callable(function) and f"{function.__name__}(" in script, step
+            for name in step.arguments:
+                assert name in script and (hasattr(codesift.configs, name) or name == "TrainingArguments"), (
+                    name
+                )
+    owners = [m for stage in STAGES for m in stage.modules]
+    assert len(owners) == len(set(owners))
+
+
+def test_reading_scores_and_the_findings_load_no_torch():
+    """The findings code and the data module read datasets without the Trainer, a scorer or torch."""
+    code = (
+        "import sys, codesift.findings, codesift.analysis, codesift.data, codesift.selection\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 def test_every_relative_link_in_the_docs_points_at_a_file():
@@ -143,3 +196,62 @@ def test_every_relative_link_in_the_docs_points_at_a_file():
         if not target.startswith(("http://", "https://")) and not (page.parent / target).exists()
     ]
     assert broken == []
+
+
+def test_enumerated_options_carry_the_registries_choices(tmp_path):
+    """Each option with a fixed set of values lists them as `choices`, equal to the registry the
+    stage reads; a recipe (not only the command line) with another value is one line naming it."""
+    import dataclasses
+
+    import pytest
+
+    from codesift import configs
+    from codesift.influence import METHODS
+    from codesift.modeling import MODEL_PRESETS
+    from codesift.predictor import FEATURE_GROUPS, PREDICTORS
+    from codesift.raters import RATER_KINDS
+    from codesift.selection import AGGREGATES, PERPLEXITY_BANDS, STRATEGIES
+
+    def choices(cls, name):
+        return tuple(next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"])
+
+    assert choices(configs.SelectionArguments, "strategy") == tuple(STRATEGIES)
+    assert choices(configs.SelectionArguments, "aggregate") == AGGREGATES
+    assert choices(configs.SelectionArguments, "perplexity_band") == PERPLEXITY_BANDS
+    assert choices(configs.SelectionArguments, "rater_kind") == RATER_KINDS
+    assert choices(configs.InfluenceArguments, "methods") == METHODS
+    assert choices(configs.PredictorArguments, "predictor") == PREDICTORS
+    assert choices(configs.PredictorArguments, "features") == FEATURE_GROUPS
+    assert choices(configs.ModelArguments, "model_preset") == tuple(MODEL_PRESETS)
+    assert choices(configs.CorpusArguments, "executor") == ("local", "slurm", "ray")
+
+    recipe = tmp_path / "influence.yaml"
+    recipe.write_text("methods: [adam_update, adam_updat]\n")
+    with pytest.raises(
+        configs.ConfigError, match=r"influence.yaml: methods 'adam_updat' is not one of exact, "
+    ):
+        configs.parse_args(configs.InfluenceArguments, args=["--config", str(recipe)])
+    with pytest.raises(configs.ConfigError, match="overrides: strategy 'topk' is not one of"):
+        configs.replace_fields((configs.SelectionArguments(),), {"strategy": "topk"})
+
+
+def test_every_strategy_is_in_the_registry_with_its_checks():
+    """The strategies are one registry: each says whether it needs scores and what defines it, and
+    its own check names what is missing."""
+    import pytest
+
+    from codesift.configs import SelectionArguments
+    from codesift.selection import SCORE_STRATEGIES, STRATEGIES, SelectionError, check_arguments
+
+    assert set(SCORE_STRATEGIES) == {"top_k", "gumbel_top_k", "threshold", "quantile", "middle",
+                                     "language_matched_random"}  # fmt: skip
+    assert all(s.description and s.name == name for name, s in STRATEGIES.items())
+    for strategy, message in [
+        ("threshold", "needs `threshold`"),
+        ("dsir", "needs `target_sets`"),
+        ("rater", "needs `rater_model`"),
+    ]:
+        args = SelectionArguments(strategy=strategy, target_sets=None, threshold=None)
+        with pytest.raises(SelectionError, match=f"strategy '{strategy}' {message}"):
+            check_arguments(args)
+    check_arguments(SelectionArguments(strategy="threshold", threshold=0.0))  # given: no complaint

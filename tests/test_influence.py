@@ -490,7 +490,7 @@ def test_exact_without_optimizer_state_names_the_method_that_works(micro_corpus,
 def test_bad_inputs_fail_before_writing(micro_corpus, micro_checkpoint, tmp_path, candidates):
     from datasets import Dataset
 
-    from codesift.training import PretrainError
+    from codesift.data import DataError
 
     with pytest.raises(InfluenceError, match="unknown influence method"):
         run_influence_stage(stage_args(micro_corpus, micro_checkpoint, tmp_path / "x", methods=["exakt"]))
@@ -499,7 +499,7 @@ def test_bad_inputs_fail_before_writing(micro_corpus, micro_checkpoint, tmp_path
     Dataset.from_dict({"block_id": [0], "input_ids": [[1] * 64 + [2] * 64]}).save_to_disk(
         str(tmp_path / "long")
     )
-    with pytest.raises(PretrainError, match="blocks of 128 tokens but the model's context is 64"):
+    with pytest.raises(DataError, match="blocks of 128 tokens but the model's context is 64"):
         run_influence_stage(
             stage_args(
                 micro_corpus,
@@ -628,7 +628,7 @@ def test_callback_under_two_processes_shards_and_gathers(micro_corpus, tmp_path)
 def test_analysis_helpers():
     from scipy.stats import spearmanr
 
-    from codesift.influence.stats import comment_share, spearman, top_overlap
+    from codesift.stats import comment_share, spearman, top_overlap
 
     a, b = [0.3, -1.0, 2.0, 0.1, 5.0], [0.2, -3.0, 1.0, 0.4, 4.0]
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
@@ -671,3 +671,24 @@ def test_script_splits_the_pool_across_two_processes(micro_corpus, micro_checkpo
     )
     assert json.loads((out / "step-8" / "grad_dot" / "scoring.json").read_text())["processes"] == 2
     assert (out / "plots").is_dir()
+
+
+def test_callback_options_are_the_stage_03_arguments(micro_corpus):
+    """The callback takes stage 03's own arguments (one definition, one set of defaults) and
+    refuses the ones the live run decides (checkpoint, clipping) with a line naming them."""
+    import dataclasses
+
+    from codesift.configs import InfluenceArguments
+    from codesift.influence.callback import InfluenceCallback
+
+    callback = InfluenceCallback(**callback_kwargs(micro_corpus, top_layers=2, part="report"))
+    assert isinstance(callback.args, InfluenceArguments)
+    assert (callback.args.top_layers, callback.args.part, callback.args.max_candidates) == (2, "report", 6)
+    defaults = InfluenceCallback(steps=[1]).args
+    stage = InfluenceArguments()
+    shared = [f.name for f in dataclasses.fields(stage) if f.name not in ("methods", "output_dir")]
+    assert {n: getattr(defaults, n) for n in shared} == {n: getattr(stage, n) for n in shared}
+    assert defaults.methods == ["adam_update"] and defaults.output_dir is None  # fast, under the run
+    for option in ("max_grad_norm", "shard_size", "candidate"):
+        with pytest.raises(InfluenceError, match=f"no option\\(s\\) \\['{option}'\\]"):
+            InfluenceCallback(steps=[1], **{option: 1})

@@ -310,7 +310,7 @@ def test_an_encoder_of_another_vocabulary_is_refused(
                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
     folder = tmp_path / "small-lm"
     LlamaForCausalLM(small).save_pretrained(str(folder))
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     load_tokenizer(str(micro_corpus / "tokenizer")).save_pretrained(str(folder))
     args = micro_predictor_args(micro_corpus, scored_micro_run, tmp_path / "predictor", encoder=str(folder))
@@ -326,7 +326,7 @@ def test_a_finetuned_head_trains_with_the_trainer_and_reloads_to_the_same_predic
     from datasets import load_from_disk
 
     from codesift.predictor import load_predictor
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     _, checkpoint, _ = scored_micro_run
     name = "scratch" if model == "scratch" else str(checkpoint)
@@ -353,7 +353,7 @@ def test_a_hub_style_encoder_reads_text_in_chunks_and_mean_pools(micro_corpus, s
     import torch
     from transformers import BertConfig, BertModel
 
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     folder = tmp_path / "encoder"
     bert = BertModel(BertConfig(vocab_size=len(small_tokenizer), hidden_size=16, num_hidden_layers=1,
@@ -429,8 +429,8 @@ def test_the_exported_predictor_reloads_and_its_card_tells_how_it_was_made(
 
 def test_a_selection_by_predictions_is_named_on_the_dataset_card(micro_corpus, scored_micro_run, tmp_path):
     from codesift.hub import ExportSources, export_dataset
+    from codesift.prepare.tasks import build_validation_sets
     from codesift.selection import run_selection_stage
-    from codesift.tasks import build_validation_sets
     from codesift.utils import project_root, save_to_disk, write_json
 
     run_predictor_stage(
@@ -477,7 +477,7 @@ def test_a_finetuned_hub_style_encoder_trains_on_chunks_of_the_blocks_text(
     from transformers import BertConfig, BertForSequenceClassification
 
     from codesift.predictor.finetuned import FinetunedRegressor, chunk_rows
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     folder = tmp_path / "bert"
     config = BertConfig(vocab_size=len(small_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -506,7 +506,7 @@ def test_the_encoder_embeds_a_block_once_and_gives_the_same_answer(
     """Refits on the same labels (the learning curve) reuse the embeddings instead of rerunning the
     model; the remembered rows equal fresh ones, and clearing forgets them."""
     from codesift.predictor.features import clear_caches, frozen_encoder
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     _, checkpoint, _ = scored_micro_run
     encoder = frozen_encoder(str(checkpoint), load_tokenizer(str(micro_corpus / "tokenizer")))

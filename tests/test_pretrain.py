@@ -7,6 +7,7 @@ import torch
 from helpers import MomentProbe, micro_args, micro_cli, run_on_two_cpu_processes, train
 from transformers import AutoModelForCausalLM, TrainerCallback
 
+from codesift.data import DataError
 from codesift.modeling import MODEL_PRESETS, VocabSpec, build_model_config, count_parameters
 from codesift.training import PretrainError
 
@@ -147,7 +148,7 @@ def test_1b_preset_size_counted_on_meta_device():
 
 
 def test_blocks_longer_than_the_context_fail_before_training(micro_corpus, tmp_path):
-    with pytest.raises(PretrainError, match="blocks of 64 tokens but the model's context is 32"):
+    with pytest.raises(DataError, match="blocks of 64 tokens but the model's context is 32"):
         train(micro_corpus, tmp_path / "x", "--max_steps", 1, max_position_embeddings=32)
     assert not (tmp_path / "x").exists()
 
@@ -156,7 +157,7 @@ def test_blocks_from_another_tokenizer_fail_before_training(micro_corpus, tmp_pa
     from datasets import Dataset
 
     Dataset.from_dict({"input_ids": [[5, 9000] + [1] * 62] * 4}).save_to_disk(str(tmp_path / "foreign"))
-    with pytest.raises(PretrainError, match="token id 9000 but the model's vocabulary has 400"):
+    with pytest.raises(DataError, match="token id 9000 but the model's vocabulary has 400"):
         train(micro_corpus, tmp_path / "x", "--max_steps", 1, "--blocks", tmp_path / "foreign")
     assert not (tmp_path / "x").exists()
 
@@ -166,7 +167,7 @@ def test_missing_inputs_fail_clearly(micro_corpus, tmp_path):
         train(micro_corpus, tmp_path / "x", "--continue_from", tmp_path / "checkpoint-9")
     with pytest.raises(PretrainError, match="not a Trainer checkpoint"):
         train(micro_corpus, tmp_path / "x", "--continue_from", micro_corpus)
-    with pytest.raises(PretrainError, match="run scripts/build_corpus.py first"):
+    with pytest.raises(DataError, match="run scripts/build_corpus.py first"):
         train(micro_corpus, tmp_path / "x", "--blocks", tmp_path / "no_blocks")
     with pytest.raises(ValueError, match="--max_stepz"):
         micro_args(micro_corpus, tmp_path / "x", "--max_stepz", 3)

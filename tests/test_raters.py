@@ -45,7 +45,7 @@ def blocks(micro_corpus):
 def test_lm_rating_is_log_p_yes_minus_log_p_no_after_the_prompt(
     raters, blocks, micro_corpus, small_tokenizer
 ):
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     block_tokenizer = load_tokenizer(str(micro_corpus / "tokenizer"))
     values = rate_blocks(blocks["input_ids"], block_tokenizer, str(raters / "lm"), kind="lm", batch_size=4)
@@ -61,7 +61,7 @@ def test_lm_rating_is_log_p_yes_minus_log_p_no_after_the_prompt(
 
 
 def test_classifier_rating_is_its_output(raters, blocks, micro_corpus, small_tokenizer):
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     block_tokenizer = load_tokenizer(str(micro_corpus / "tokenizer"))
     values = rate_blocks(blocks["input_ids"], block_tokenizer, str(raters / "classifier"), batch_size=6)
@@ -75,7 +75,7 @@ def test_classifier_rating_is_its_output(raters, blocks, micro_corpus, small_tok
 
 
 def test_rater_strategy_keeps_the_best_rated_blocks(raters, micro_corpus, tmp_path):
-    from codesift.tokenizer import load_tokenizer
+    from codesift.prepare.tokenizer import load_tokenizer
 
     args = SelectionArguments(
         strategy="rater",

@@ -15,11 +15,11 @@ from helpers import ROOT, run_script, train
 
 from codesift.cli import report_errors
 from codesift.configs import CorpusArguments, ValidationSetsArguments, parse_args
-from codesift.corpus import collect_documents, run_corpus_stage
-from codesift.corpus_sources import CorpusError
 from codesift.errors import CodesiftError, ConfigError, OutputFolderError
+from codesift.prepare.corpus import collect_documents, run_corpus_stage
+from codesift.prepare.sources import CorpusError
+from codesift.prepare.tasks import TaskDataError, build_validation_sets, read_records
 from codesift.provenance import path_stamp
-from codesift.tasks import TaskDataError, build_validation_sets, read_records
 from codesift.training import PretrainError
 from codesift.utils import KIT_MARK, atomic_directory
 

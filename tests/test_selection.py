@@ -8,6 +8,7 @@ import pytest
 from datasets import Dataset, load_from_disk
 
 from codesift.configs import SelectionArguments
+from codesift.data import DataError
 from codesift.selection import (
     SelectionError,
     gumbel_top_k,
@@ -156,7 +157,7 @@ def test_threshold_and_perplexity_bands(micro_corpus, scores_dir, tmp_path):
 
 
 def test_stage_writes_blocks_parquet_report_and_plots(micro_corpus, scores_dir, tmp_path):
-    from codesift.training import load_blocks
+    from codesift.data import load_blocks
 
     args = args_for(micro_corpus, scores_dir, tmp_path, strategy="gumbel_top_k", name="he_gumbel")
     metadata = run_selection_stage(args)
@@ -225,7 +226,7 @@ def test_bad_scores_fail_naming_the_block_and_write_nothing(micro_corpus, pool, 
     bad_block = fake_scores(ids)["block_id"][7]
     with pytest.raises(SelectionError, match=f"non-finite value.*influence_humaneval.*block_id {bad_block}"):
         run_selection_stage(args_for(micro_corpus, broken, tmp_path, strategy="top_k"))
-    with pytest.raises(SelectionError, match="no scores dataset"):
+    with pytest.raises(DataError, match="no scores dataset"):
         run_selection_stage(args_for(micro_corpus, tmp_path / "nowhere", tmp_path, strategy="top_k"))
     assert not (tmp_path / "selection").exists()
 

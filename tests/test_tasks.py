@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from codesift.tasks import (
+from codesift.data import task_names, task_part
+from codesift.prepare.tasks import (
     TaskDataError,
     build_validation_sets,
     encode_prompt_completion,
@@ -11,8 +12,6 @@ from codesift.tasks import (
     load_humaneval,
     looks_like_local_path,
     split_select_report,
-    task_names,
-    task_part,
     tokenize_validation_split,
 )
 
@@ -236,7 +235,7 @@ def test_a_rerun_keeps_the_sets_unless_an_argument_or_a_task_file_changed(tmp_pa
     import logging
 
     from codesift.configs import ValidationSetsArguments
-    from codesift.tasks import run_validation_sets_stage
+    from codesift.prepare.tasks import run_validation_sets_stage
 
     task = tmp_path / "mine.jsonl"
     task.write_text("".join(json.dumps({"q": f"# {i}\n", "a": f"x = {i}\n"}) + "\n" for i in range(6)))
@@ -331,7 +330,7 @@ def test_a_custom_task_names_its_language_and_may_join_prompt_fields(tmp_path):
 
 
 def test_humaneval_x_rust_prompt_keeps_its_declaration(tmp_path):
-    from codesift.tasks import load_humaneval_x
+    from codesift.prepare.tasks import load_humaneval_x
 
     row = {"task_id": "Rust/0", "declaration": "use std::collections::HashMap;\n",
            "prompt": "/* doc */\nfn f() -> i32 {\n", "canonical_solution": "    1\n}\n", "test": ""}  # fmt: skip
@@ -363,7 +362,7 @@ def test_tasks_that_share_problems_share_their_split_by_problem():
     """HumanEval and every HumanEval-X language pose the same 164 problems: a problem that judges
     one task (report) never chose data for another (select)."""
     from codesift.configs import ValidationSetsArguments, load_config
-    from codesift.tasks import build_from_arguments, problem_family, problem_key
+    from codesift.prepare.tasks import build_from_arguments, problem_family, problem_key
 
     args = load_config(ValidationSetsArguments, "recipes/tiny/validation_sets.yaml")
     result = build_from_arguments(args)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import load_candidates, load_scores
 from .errors import CodesiftError
-from .filters import code_tokens
 from .findings import (
     SAME_WITHIN,
     agreement,
@@ -33,9 +33,10 @@ from .findings import (
     top_shares,
     varies_beyond_runs,
 )
-from .influence.stats import DOCSTRING_RE, load_scores, score_tasks
 from .plots import plot_correlation_heatmap, plot_effect_intervals, plot_group_heatmap
+from .prepare.filters import code_tokens
 from .report_page import write_report_page
+from .stats import DOCSTRING_RE, score_tasks
 from .utils import atomic_directory, write_json
 
 # Imported inside the functions that use them (heavy or optional): datasets, transformers.
@@ -359,7 +360,7 @@ def extremes(report: Report, found: dict, method: str, args, root: Path) -> None
 
 
 def beneficial_blocks(report: Report, scores, candidates, documents, tokenizer, args, root: Path) -> None:
-    from .influence.stats import block_features
+    from .stats import block_features
 
     frame = block_features(candidates, documents, tokenizer)
     if "candidate_loss" in scores.column_names:
@@ -573,8 +574,6 @@ def run_analysis_stage(args) -> Path:
     beside that folder (outputs/tiny/report.md), its figures linked into it. Returns report.md's path."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
-
-    from .influence.scoring import load_candidates
 
     stages = load_scores(args.stages_dir)
     scored = load_scores(args.influence_dir)

@@ -133,7 +133,10 @@ class CorpusArguments:
     )
     seed: int = 42
     # --- how the pipeline runs (datatrove) ---
-    executor: str = field(default="local", metadata={"help": "local, slurm or ray (datatrove executors)."})
+    executor: str = field(
+        default="local",
+        metadata={"help": "A datatrove executor: local, slurm or ray.", "choices": ["local", "slurm", "ray"]},
+    )
     tasks: int = field(
         default=1, metadata={"help": "Tasks (shards) of each data stage; >1 splits the documents."}
     )
@@ -153,7 +156,10 @@ class CorpusArguments:
 class ModelArguments:
     """Stage 02: which model. A preset built from scratch, or weights to start from."""
 
-    model_preset: str = field(default="tiny", metadata={"help": "tiny or codellm-1b (codesift.modeling)."})
+    model_preset: str = field(
+        default="tiny",
+        metadata={"help": "A model shape of codesift.modeling.", "choices": ["tiny", "codellm-1b"]},
+    )
     model_overrides: dict = field(
         default_factory=dict,
         metadata={"help": "LlamaConfig fields that replace the preset's, e.g. {num_hidden_layers: 2}."},
@@ -252,8 +258,16 @@ class InfluenceArguments:
     methods: list[str] = field(
         default_factory=lambda: ["exact"],
         metadata={
-            "help": "exact, grad_dot, adam_precond, adam_precond_clipped, adam_update, adam_precond_forward."
-        },
+            "help": "Influence methods (codesift.influence.METHODS).",
+            "choices": [
+                "exact",
+                "grad_dot",
+                "adam_precond",
+                "adam_precond_clipped",
+                "adam_update",
+                "adam_precond_forward",
+            ],
+        },  # fmt: skip
     )
     max_grad_norm: float | None = field(
         default=None, metadata={"help": "Gradient clipping of the probe step; null = the checkpoint run's."}
@@ -296,8 +310,21 @@ class SelectionArguments:
     strategy: str = field(
         default="gumbel_top_k",
         metadata={
-            "help": "top_k, gumbel_top_k, threshold, quantile, middle, random, perplexity, dsir, rater or full."
-        },
+            "help": "A strategy of codesift.selection.STRATEGIES.",
+            "choices": [
+                "top_k",
+                "gumbel_top_k",
+                "threshold",
+                "quantile",
+                "middle",
+                "language_matched_random",
+                "random",
+                "perplexity",
+                "dsir",
+                "rater",
+                "full",
+            ],
+        },  # fmt: skip
     )
     tasks: list[str] = field(
         default_factory=list,
@@ -314,7 +341,10 @@ class SelectionArguments:
     dsir_hash_bits: int = field(
         default=14, metadata={"help": "For dsir: n-grams hashed into 2**bits buckets."}
     )
-    aggregate: str = field(default="mean_z", metadata={"help": "mean_z, min, max or weighted (z-scores)."})
+    aggregate: str = field(
+        default="mean_z",
+        metadata={"help": "How tasks' z-scores combine.", "choices": ["mean_z", "min", "max", "weighted"]},
+    )
     weights: dict = field(default_factory=dict, metadata={"help": "Task -> weight, for aggregate: weighted."})
     fraction: float = field(default=0.2, metadata={"help": "Share of the candidates kept, in (0, 1]."})
     threshold: float | None = field(
@@ -329,7 +359,9 @@ class SelectionArguments:
     perplexity_checkpoint: str | None = field(
         default=None, metadata={"help": "Model whose loss on each candidate the perplexity baseline uses."}
     )
-    perplexity_band: str = field(default="low", metadata={"help": "low, middle or high loss."})
+    perplexity_band: str = field(
+        default="low", metadata={"help": "Which losses to keep.", "choices": ["low", "middle", "high"]}
+    )
     quantile_sample: int = field(
         default=100_000, metadata={"help": "For strategy quantile: scores sampled to estimate the cut."}
     )
@@ -337,7 +369,9 @@ class SelectionArguments:
         default=None,
         metadata={"help": "For strategy rater: a Hub id or folder of a causal LM or classifier."},
     )
-    rater_kind: str = field(default="classifier", metadata={"help": "For strategy rater: lm or classifier."})
+    rater_kind: str = field(
+        default="classifier", metadata={"help": "For strategy rater.", "choices": ["lm", "classifier"]}
+    )
     rater_tokenizer: str = field(
         default="outputs/tiny/corpus/tokenizer", metadata={"help": "The blocks' tokenizer (to decode them)."}
     )
@@ -376,11 +410,15 @@ class PredictorArguments:
         default=0.2, metadata={"help": "Share of the labels held out (never trained on; all numbers on it)."}
     )
     predictor: str = field(
-        default="ridge", metadata={"help": "ridge (closed form on `features`) or finetuned (Trainer head)."}
+        default="ridge",
+        metadata={
+            "help": "ridge (closed form on `features`) or finetuned (Trainer head).",
+            "choices": ["ridge", "finetuned"],
+        },
     )
     features: list[str] = field(
         default_factory=lambda: ["ngrams", "hand", "embeddings"],
-        metadata={"help": "For ridge: ngrams, hand, embeddings (any subset)."},
+        metadata={"help": "For ridge: any subset.", "choices": ["ngrams", "hand", "embeddings"]},
     )
     ngram_orders: list[int] = field(default_factory=lambda: [1, 2])
     hash_bits: int = field(default=18, metadata={"help": "n-grams are hashed into 2**hash_bits buckets."})
@@ -666,7 +704,24 @@ def parse_args(*dataclass_types, args: list[str] | None = None):
         parsed = parser.parse_args_and_config(args)
     except ValueError as err:  # unknown keys, or a value the dataclasses refuse
         raise ConfigError(f"{config or 'command line'}: {err}") from err
+    for parsed_config in parsed[: len(dataclass_types)]:
+        check_choices(parsed_config, config or "command line")
     return parsed[0] if len(dataclass_types) == 1 else parsed
+
+
+def check_choices(config, source: str) -> None:
+    """A field whose metadata names `choices` holds one of them (each item, for a list). argparse
+    checks the command line; a recipe's values arrive as defaults, which argparse never checks."""
+    for item in dataclasses.fields(config):
+        choices = item.metadata.get("choices")
+        value = getattr(config, item.name)
+        if choices is None or value is None:
+            continue
+        bad = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
+        if bad:
+            raise ConfigError(
+                f"{source}: {item.name} {bad[0]!r} is not one of {', '.join(map(str, choices))}"
+            )
 
 
 def read_recipe(path: str) -> dict:
@@ -720,47 +775,33 @@ def replace_fields(configs: tuple, overrides: dict) -> tuple:
     if unknown:
         names = ", ".join(type(c).__name__ for c in configs)
         raise ConfigError(f"{names} has no field(s) {sorted(unknown)}")
-    return tuple(
+    replaced = tuple(
         dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in names})
         for config, names in zip(configs, fields, strict=True)
     )
+    for config in replaced:
+        check_choices(config, "overrides")
+    return replaced
 
 
-STAGES = (
-    "validation_sets",
-    "corpus",
-    "pretrain",
-    "influence",
-    "predictor",
-    "filter",
-    "evaluate",
-    "experiment",
-    "pretrain_selected",
-    "push_to_hub",
-    "analyze",
-)
+def recipe_stems() -> tuple[str, ...]:
+    """The stem of every step's recipe in codesift.stages (`influence`, `filter`, ...)."""
+    from .stages import STAGES
+
+    return tuple(step.config.removesuffix(".yaml") for stage in STAGES for step in stage.steps)
 
 
 def stage_arguments(stage: str) -> tuple:
-    """The dataclasses a stage's recipe fills, in the order its script parses them."""
+    """The dataclasses a recipe stem's step fills (codesift.stages), in the order its script parses them."""
     from transformers import TrainingArguments
 
-    stages = {
-        "validation_sets": (ValidationSetsArguments,),
-        "corpus": (CorpusArguments,),
-        "pretrain": (ModelArguments, PretrainArguments, TrainingArguments),
-        "influence": (InfluenceArguments,),
-        "predictor": (PredictorArguments,),
-        "filter": (SelectionArguments,),
-        "evaluate": (EvaluationArguments,),
-        "experiment": (ExperimentArguments,),
-        "pretrain_selected": (PretrainSelectedArguments,),
-        "push_to_hub": (HubArguments,),
-        "analyze": (AnalysisArguments,),
-    }
-    if stage not in stages:
-        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(stages)}")
-    return stages[stage]
+    from .stages import STAGES
+
+    steps = {step.config.removesuffix(".yaml"): step for stage in STAGES for step in stage.steps}
+    if stage not in steps:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(steps)}")
+    known = {**globals(), "TrainingArguments": TrainingArguments}
+    return tuple(known[name] for name in steps[stage].arguments)
 
 
 def stage_of_recipe(name: str) -> str:
@@ -768,10 +809,11 @@ def stage_of_recipe(name: str) -> str:
     `<stage>_<anything>.yaml` (`influence_exact.yaml` is an influence recipe). A new variant of
     any stage needs only a new YAML."""
     stem = Path(name).name.removesuffix(".yaml")
-    matches = [stage for stage in STAGES if stem == stage or stem.startswith(stage + "_")]
+    stems = recipe_stems()
+    matches = [stage for stage in stems if stem == stage or stem.startswith(stage + "_")]
     if not matches:
         raise ConfigError(f"recipe {name!r} names no stage; call it <stage>.yaml or <stage>_<variant>.yaml "
-                         f"with a stage of {', '.join(STAGES)}")  # fmt: skip
+                         f"with a stage of {', '.join(stems)}")  # fmt: skip
     return max(matches, key=len)
 
 

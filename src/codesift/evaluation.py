@@ -14,11 +14,11 @@ import logging
 import time
 from pathlib import Path
 
+from .data import task_names, task_part
 from .errors import CodesiftError
 from .generation import generate_completions
 from .influence.validation import ValidationBatches
-from .tasks import task_names, task_part
-from .tokenizer import load_tokenizer
+from .prepare.tokenizer import load_tokenizer
 from .utils import atomic_directory, set_seed, write_json, write_jsonl
 
 # Imported inside the functions that use them (heavy or optional): datasets, evaluate, transformers.

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .configs import EvaluationArguments, SelectionArguments, load_configs, stage_arguments
+from .data import load_blocks, load_candidates
 from .errors import CodesiftError
 from .evaluation import evaluate_model, pass_at_k_metric
-from .influence.scoring import load_candidates
 from .intervals import mean_and_ci
 from .plots import plot_cross_task_matrix, plot_results_table
 from .provenance import make_record, up_to_date, write_record
@@ -45,7 +45,7 @@ from .selection import (
     select,
     write_selection,
 )
-from .training import load_blocks, run_pretraining
+from .training import run_pretraining
 from .utils import read_json, write_json, write_jsonl
 
 # Imported inside the functions that use them (heavy or optional): torch.

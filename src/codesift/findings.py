@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .influence.stats import ranks, spearman
+from .stats import ranks, spearman
 
 
 def top_set(values, share: float) -> set[int]:

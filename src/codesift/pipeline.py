@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .configs import load_stage_config
-from .corpus import run_corpus_stage
 from .influence import run_influence_stage
 from .predictor import run_predictor_stage
-from .tasks import run_validation_sets_stage
+from .prepare.corpus import run_corpus_stage
+from .prepare.tasks import run_validation_sets_stage
 from .training import run_pretraining
 
 

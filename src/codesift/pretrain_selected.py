@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .configs import InfluenceArguments, PredictorArguments, load_configs, stage_arguments
+from .data import load_blocks, load_scores_dataset
 from .errors import CodesiftError
 from .influence.scoring import run_influence_stage, scores_folder
 from .intervals import mean_and_ci
@@ -36,8 +37,8 @@ from .predictor.labels import Standardiser
 from .predictor.models import load_saved_predictor, make_predictor
 from .predictor.stage import predict_dataset
 from .provenance import make_record, up_to_date, write_record
-from .selection import gumbel_top_k, load_scores_dataset, random_k, top_k, zscore
-from .training import load_blocks, run_pretraining
+from .selection import gumbel_top_k, random_k, top_k, zscore
+from .training import run_pretraining
 from .utils import read_json, save_to_disk, write_json
 
 logger = logging.getLogger(__name__)
@@ -373,7 +374,7 @@ def oracle_labels(args, checkpoint: Path, folder: Path) -> np.ndarray:
 
 def fit_predictor(args, sample, labels: np.ndarray):
     """The model-free predictor refitted on this stage's labels (standardised per task)."""
-    from .tokenizer import load_tokenizer
+    from .prepare.tokenizer import load_tokenizer
 
     settings = PredictorArguments(
         features=list(args.predictor_features), encoder=None, tokenizer=args.tokenizer

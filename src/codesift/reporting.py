@@ -331,7 +331,8 @@ def influence_numbers(influence_dir: str | Path, step: int) -> dict:
     tasks' fast scores rank the pool (Spearman of every pair)."""
     from scipy.stats import spearmanr
 
-    from .influence.stats import load_scores, score_tasks
+    from .data import load_scores
+    from .stats import score_tasks
 
     found = load_scores(influence_dir)
     methods = {m: found[(s, m)] for s, m in found if s == step}
@@ -392,6 +393,15 @@ def update_influence_docs(influence_dir: str | Path, root: str | Path, step: int
     return page
 
 
+def update_stage_table(root: str | Path) -> Path:
+    """README's stage table from the stage registry (codesift.stages)."""
+    from .stages import stage_table
+
+    readme = Path(root) / "README.md"
+    readme.write_text(replace_block(readme.read_text(), "stages", stage_table()))
+    return readme
+
+
 def update_all_docs(outputs: str | Path, root: str | Path) -> list[str]:
     """Every generated block whose run's outputs exist under `outputs` (outputs/tiny), in one go:
     `make docs`. Returns a line per block: what was written, or which run would write it."""
@@ -407,7 +417,7 @@ def update_all_docs(outputs: str | Path, root: str | Path) -> list[str]:
         ("timings", outputs.parent / "notebooks" / "timings.json", "make notebooks",
          lambda: [update_timings_docs(outputs.parent / "notebooks" / "timings.json", root)]),
     ]  # fmt: skip
-    lines = []
+    lines = [f"wrote {update_stage_table(root)} (stages)"]
     for name, needs, run, write in steps:
         if needs.is_file():
             lines += [f"wrote {path} ({name})" for path in write()]

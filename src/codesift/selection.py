@@ -27,15 +27,16 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .data import load_candidates, load_scores_dataset
 from .dsir import importance_log_weights, resample
 from .errors import CodesiftError
-from .influence.scoring import load_candidates
 from .plots import plot_package_shares, plot_selection_histogram
 from .utils import atomic_directory, save_to_disk, set_seed, write_json
 
@@ -43,21 +44,8 @@ from .utils import atomic_directory, save_to_disk, set_seed, write_json
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = (
-    "top_k",
-    "gumbel_top_k",
-    "threshold",
-    "quantile",
-    "middle",
-    "random",
-    "perplexity",
-    "dsir",
-    "rater",
-    "full",
-    "language_matched_random",
-)
 AGGREGATES = ("mean_z", "min", "max", "weighted")
-SCORE_STRATEGIES = ("top_k", "gumbel_top_k", "threshold", "quantile", "middle", "language_matched_random")
+PERPLEXITY_BANDS = ("low", "middle", "high")
 
 
 class SelectionError(CodesiftError):
@@ -194,7 +182,7 @@ def band_k(losses, k: int, band: str) -> np.ndarray:
     if band == "middle":
         start = (len(order) - k) // 2
         return np.sort(order[start : start + k])
-    raise SelectionError(f"unknown perplexity band {band!r}; choose low, middle or high")
+    raise SelectionError(f"unknown perplexity band {band!r}; choose {', '.join(PERPLEXITY_BANDS)}")
 
 
 def kept_count(fraction: float, n: int) -> int:
@@ -267,53 +255,205 @@ class Selection:
     metadata: dict
 
 
+@dataclass
+class Pool:
+    """What a strategy chooses from: the candidates, their scores (when given) and how many to keep."""
+
+    args: object  # SelectionArguments
+    candidates: object
+    block_ids: list[int]
+    k: int
+    scores: object | None  # the scores Dataset
+    table: dict[str, np.ndarray]  # {task: score of each candidate}
+    losses: np.ndarray | None  # the candidates' own losses, when passed in
+
+    def values(self) -> np.ndarray:
+        """One score per candidate: the task's, or the tasks' aggregate."""
+        return aggregate_scores(self.table, self.args.tasks, self.args.aggregate, self.args.weights)
+
+    def ranked(self) -> np.ndarray:
+        """The values, negated with `reverse` (the lowest first)."""
+        return -self.values() if self.args.reverse else self.values()
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A way to choose blocks: `choose(pool) -> (kept indices, the value each candidate was ranked
+    by or None)`; `parameters` are the arguments that define it (its metadata and cards); `check`
+    returns what is missing from the arguments, or None."""
+
+    name: str
+    choose: Callable[[Pool], tuple[np.ndarray, np.ndarray | None]]
+    needs_scores: bool
+    description: str
+    parameters: tuple[str, ...] = ()
+    check: Callable[[object], str | None] | None = None
+
+
+def choose_top_k(pool: Pool):
+    return top_k(pool.ranked(), pool.k), pool.values()
+
+
+def choose_gumbel_top_k(pool: Pool):
+    return gumbel_top_k(pool.ranked(), pool.k, pool.args.temperature, pool.args.seed), pool.values()
+
+
+def choose_threshold(pool: Pool):
+    values = pool.values()
+    kept = np.flatnonzero(values >= pool.args.threshold)
+    if len(kept) == 0:
+        raise SelectionError(f"threshold {pool.args.threshold} keeps no block (max value {values.max():.4g})")
+    return kept, values
+
+
+def choose_quantile(pool: Pool):
+    _, kept_ids = quantile_selection(pool.scores, pool.args)
+    where = {b: i for i, b in enumerate(pool.block_ids)}
+    return np.sort(np.asarray([where[b] for b in kept_ids if b in where], dtype=np.int64)), None
+
+
+def choose_middle(pool: Pool):
+    values = pool.values()
+    return band_k(values, pool.k, "middle"), values
+
+
+def choose_language_matched_random(pool: Pool):
+    influence = gumbel_top_k(pool.ranked(), pool.k, pool.args.temperature, pool.args.seed)
+    return language_matched(pool.candidates, influence, pool.args.seed), pool.values()
+
+
+def choose_random(pool: Pool):
+    return random_k(len(pool.block_ids), pool.k, pool.args.seed), None
+
+
+def choose_perplexity(pool: Pool):
+    losses = pool.losses
+    if losses is None and pool.scores is not None:
+        losses = recorded_candidate_losses(pool.scores, pool.block_ids)
+    if losses is None:
+        losses = checkpoint_candidate_losses(pool.args.perplexity_checkpoint, pool.candidates)
+    values = np.asarray(losses)
+    return band_k(values, pool.k, pool.args.perplexity_band), values
+
+
+def choose_dsir(pool: Pool):
+    values = dsir_log_weights(pool.args, pool.candidates)
+    return resample(values, pool.k, pool.args.seed), values
+
+
+def choose_rater(pool: Pool):
+    values = rater_values(pool.args, pool.candidates)
+    return top_k(values, pool.k), values
+
+
+def choose_full(pool: Pool):
+    return np.arange(len(pool.block_ids)), None
+
+
+def needs(field: str, what: str):
+    """A check: the strategy needs `field` set."""
+    return lambda args: None if getattr(args, field) not in (None, "", []) else f"needs `{field}` ({what})"
+
+
+def quantile_check(args) -> str | None:
+    if args.aggregate not in ("mean_z", "weighted") and len(args.tasks) != 1:
+        return "aggregates tasks by mean_z or weighted, or ranks one task"
+    return None
+
+
+def perplexity_check(args) -> str | None:
+    if not (args.perplexity_checkpoint or args.scores):
+        return "needs `perplexity_checkpoint` or scores with candidate_loss"
+    return None
+
+
+RANKING = ("tasks", "aggregate", "weights")
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("top_k", choose_top_k, True, "the `fraction` with the highest score", (*RANKING, "reverse")),
+        Strategy(
+            "gumbel_top_k",
+            choose_gumbel_top_k,
+            True,
+            "top-k of z(score) / temperature + Gumbel noise, as MATES selects",
+            (*RANKING, "temperature", "reverse"),
+        ),
+        Strategy(
+            "threshold",
+            choose_threshold,
+            True,
+            "every block scoring at least `threshold`",
+            (*RANKING, "threshold"),
+            needs("threshold", "the lowest score kept"),
+        ),
+        Strategy(
+            "quantile",
+            choose_quantile,
+            True,
+            "the top `fraction` of a pool too large to sort, by a sampled quantile cut",
+            (*RANKING, "quantile_sample"),
+            quantile_check,
+        ),
+        Strategy("middle", choose_middle, True, "the `fraction` around the median score", RANKING),
+        Strategy(
+            "language_matched_random",
+            choose_language_matched_random,
+            True,
+            "random blocks with the language mix of the influence choice at the same seed",
+            (*RANKING, "temperature"),
+        ),
+        Strategy("random", choose_random, False, "a seeded random `fraction` of the pool"),
+        Strategy(
+            "perplexity",
+            choose_perplexity,
+            False,
+            "the candidates' own loss under a checkpoint, in a band (low, middle, high)",
+            ("perplexity_checkpoint", "perplexity_band"),
+            perplexity_check,
+        ),
+        Strategy(
+            "dsir",
+            choose_dsir,
+            False,
+            "importance resampling towards the tasks' n-grams (Xie et al. 2023)",
+            ("tasks", "target_sets", "dsir_hash_bits"),
+            needs("target_sets", "stage 01's tokenized validation sets"),
+        ),
+        Strategy(
+            "rater",
+            choose_rater,
+            False,
+            "a Hub LM or classifier's rating of each block",
+            ("rater_model", "rater_kind", "rater_tokenizer", "rater_max_length"),
+            needs("rater_model", "a Hub id or folder of an LM or classifier"),
+        ),
+        Strategy("full", choose_full, False, "the whole pool"),
+    )
+}
+SCORE_STRATEGIES = tuple(name for name, strategy in STRATEGIES.items() if strategy.needs_scores)
+REVERSIBLE = ("top_k", "gumbel_top_k")
+
+
 def describe(args) -> dict:
     """The arguments that define a selection, for its metadata and cards."""
     keys = ["strategy", "fraction", "seed", "scores", "candidates", "candidates_split", "max_candidates"]
-    keys += {
-        "top_k": ["tasks", "aggregate", "weights", "reverse"],
-        "gumbel_top_k": ["tasks", "aggregate", "weights", "temperature", "reverse"],
-        "dsir": ["tasks", "target_sets", "dsir_hash_bits"],
-        "threshold": ["tasks", "aggregate", "weights", "threshold"],
-        "quantile": ["tasks", "aggregate", "weights", "quantile_sample"],
-        "middle": ["tasks", "aggregate", "weights"],
-        "language_matched_random": ["tasks", "aggregate", "weights", "temperature"],
-        "perplexity": ["perplexity_checkpoint", "perplexity_band"],
-        "rater": ["rater_model", "rater_kind", "rater_tokenizer", "rater_max_length"],
-    }.get(args.strategy, [])
+    keys += STRATEGIES[args.strategy].parameters if args.strategy in STRATEGIES else ()
     return {key: value for key, value in asdict(args).items() if key in keys}
 
 
 def check_arguments(args) -> None:
     if args.strategy not in STRATEGIES:
         raise SelectionError(f"unknown strategy {args.strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    strategy = STRATEGIES[args.strategy]
     kept_count(args.fraction, 1)
-    if args.strategy == "threshold" and args.threshold is None:
-        raise SelectionError("strategy 'threshold' needs `threshold`")
-    if args.strategy in SCORE_STRATEGIES and not args.scores:
+    if strategy.needs_scores and not args.scores:
         raise SelectionError(f"strategy {args.strategy!r} needs `scores` (a stage-03 scores folder)")
-    if args.strategy == "dsir" and not args.target_sets:
-        raise SelectionError("strategy 'dsir' needs `target_sets` (stage 01's tokenized validation sets)")
-    if args.reverse and args.strategy not in ("top_k", "gumbel_top_k"):
-        raise SelectionError(f"reverse applies to top_k and gumbel_top_k, not {args.strategy!r}")
-    if args.strategy == "rater" and not args.rater_model:
-        raise SelectionError(
-            "strategy 'rater' needs `rater_model` (a Hub id or folder of an LM or classifier)"
-        )
-    if args.strategy == "quantile" and args.aggregate not in ("mean_z", "weighted") and len(args.tasks) != 1:
-        raise SelectionError("strategy 'quantile' aggregates tasks by mean_z or weighted, or ranks one task")
-    if args.strategy == "perplexity" and not (args.perplexity_checkpoint or args.scores):
-        raise SelectionError(
-            "strategy 'perplexity' needs `perplexity_checkpoint` or scores with candidate_loss"
-        )
-
-
-def load_scores_dataset(path: str):
-    from datasets import load_from_disk
-
-    if not (Path(path) / "dataset_info.json").is_file():
-        raise SelectionError(f"no scores dataset at {path}: run scripts/compute_influence.py first")
-    return load_from_disk(str(path))
+    if args.reverse and args.strategy not in REVERSIBLE:
+        raise SelectionError(f"reverse applies to {' and '.join(REVERSIBLE)}, not {args.strategy!r}")
+    problem = strategy.check(args) if strategy.check else None
+    if problem:
+        raise SelectionError(f"strategy {args.strategy!r} {problem}")
 
 
 def select(args, candidates=None, losses=None) -> Selection:
@@ -324,52 +464,17 @@ def select(args, candidates=None, losses=None) -> Selection:
     if candidates is None:
         candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     block_ids = [int(b) for b in candidates["block_id"]]
-    n, k = len(block_ids), kept_count(args.fraction, len(block_ids))
+    k = kept_count(args.fraction, len(block_ids))
     scores = load_scores_dataset(args.scores) if args.scores else None
     table = scores_for_candidates(scores, block_ids, args.scores) if scores is not None else {}
-    values = None
-    if args.strategy in SCORE_STRATEGIES and args.strategy != "quantile":
-        values = aggregate_scores(table, args.tasks, args.aggregate, args.weights)
-    ranked = -values if args.reverse else values
-    if args.strategy == "quantile":
-        cut, kept_ids = quantile_selection(scores, args)
-        where = {b: i for i, b in enumerate(block_ids)}
-        kept = np.sort(np.asarray([where[b] for b in kept_ids if b in where], dtype=np.int64))
-    elif args.strategy == "middle":
-        kept = band_k(values, k, "middle")
-    elif args.strategy == "rater":
-        values = rater_values(args, candidates)
-        kept = top_k(values, k)
-    elif args.strategy == "top_k":
-        kept = top_k(ranked, k)
-    elif args.strategy == "gumbel_top_k":
-        kept = gumbel_top_k(ranked, k, args.temperature, args.seed)
-    elif args.strategy == "threshold":
-        kept = np.flatnonzero(values >= args.threshold)
-        if len(kept) == 0:
-            raise SelectionError(f"threshold {args.threshold} keeps no block (max value {values.max():.4g})")
-    elif args.strategy == "random":
-        kept = random_k(n, k, args.seed)
-    elif args.strategy == "language_matched_random":
-        kept = language_matched(candidates, gumbel_top_k(ranked, k, args.temperature, args.seed), args.seed)
-    elif args.strategy == "perplexity":
-        if losses is None:
-            losses = recorded_candidate_losses(scores, block_ids) if scores is not None else None
-        if losses is None:
-            losses = checkpoint_candidate_losses(args.perplexity_checkpoint, candidates)
-        values = np.asarray(losses)
-        kept = band_k(values, k, args.perplexity_band)
-    elif args.strategy == "dsir":
-        values = dsir_log_weights(args, candidates)
-        kept = resample(values, k, args.seed)
-    else:
-        kept = np.arange(n)
+    pool = Pool(args, candidates, block_ids, k, scores, table, losses)
+    kept, values = STRATEGIES[args.strategy].choose(pool)
     prefix = (score_prefix(scores) if scores is not None else None) or "influence_"
     blocks = filter_blocks(candidates, table, {block_ids[i] for i in kept}, prefix)
     metadata = {
         "name": args.name or args.strategy,
         **describe(args),
-        "candidates_total": n,
+        "candidates_total": len(block_ids),
         "kept_blocks": len(blocks),
         "kept_tokens": int(sum(len(ids) for ids in blocks["input_ids"])),
         "selection_seconds": time.perf_counter() - start,
@@ -378,8 +483,8 @@ def select(args, candidates=None, losses=None) -> Selection:
 
 
 def rater_values(args, candidates) -> np.ndarray:
+    from .prepare.tokenizer import load_tokenizer
     from .raters import RaterError, rate_blocks
-    from .tokenizer import load_tokenizer
 
     try:
         return rate_blocks(
@@ -452,11 +557,11 @@ def quantile_selection(scores, args) -> tuple[float, list[int]]:
 
 def dsir_log_weights(args, candidates) -> np.ndarray:
     """DSIR's log importance weight of every candidate towards the tasks' select halves."""
-    from .training import PretrainError, load_eval_datasets
+    from .data import DataError, load_eval_datasets
 
     try:
         targets = load_eval_datasets(args.target_sets, args.tasks, "select")
-    except (PretrainError, FileNotFoundError) as error:
+    except (DataError, FileNotFoundError) as error:
         raise SelectionError(f"dsir: cannot read target_sets {args.target_sets}: {error}") from error
     if not targets:
         raise SelectionError(f"dsir: no task's select half in {args.target_sets}")

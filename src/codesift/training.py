@@ -18,12 +18,12 @@ import torch
 from transformers import Trainer
 
 from .callbacks import ScheduleRecorderCallback, check_callback_names, get_callbacks
+from .data import check_blocks, load_blocks, load_eval_datasets
 from .errors import CodesiftError
 from .modeling import ASSUMED_PRESETS, build_model, build_model_config, count_parameters
 from .plots import plot_training_curves
+from .prepare.tokenizer import load_tokenizer
 from .provenance import make_record, read_record, write_record
-from .tasks import task_names, task_part
-from .tokenizer import load_tokenizer
 from .utils import set_seed
 
 # transformers' Trainer is imported at the top (PretrainTrainer subclasses it); the model classes
@@ -39,75 +39,6 @@ class PretrainError(CodesiftError):
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
-
-
-def load_blocks(name_or_path: str, split: str = "train", streaming: bool = False):
-    """Blocks from a `save_to_disk` folder (Dataset or DatasetDict), a parquet folder or a Hub id;
-    the last two can be streamed (an IterableDataset, for corpora larger than the disk)."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
-
-    path = Path(name_or_path)
-    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()):
-        blocks = load_from_disk(str(path))
-        if isinstance(blocks, DatasetDict):
-            if split not in blocks:
-                raise PretrainError(f"{path} has no split {split!r}; splits: {list(blocks)}")
-            blocks = blocks[split]
-        return blocks
-    if path.is_dir():
-        return load_dataset(str(path), split=split, streaming=streaming)
-    if name_or_path.startswith((".", "/", "~")) or "outputs/" in name_or_path:
-        raise PretrainError(f"blocks not found at {name_or_path}: run scripts/build_corpus.py first")
-    return load_dataset(name_or_path, split=split, streaming=streaming)
-
-
-def check_blocks(blocks, config, source: str, sample: int = 2000) -> int:
-    """Blocks must have one length that fits the model's context, and ids inside its vocabulary.
-    Returns the block length."""
-    from datasets import IterableDataset
-
-    if isinstance(blocks, IterableDataset):
-        head = [row["input_ids"] for row in blocks.take(sample)]
-    elif "input_ids" in blocks.column_names:
-        head = blocks.select(range(min(sample, len(blocks))))["input_ids"]
-    if not blocks.column_names or "input_ids" not in blocks.column_names:
-        raise PretrainError(f"{source}: no input_ids column; columns: {blocks.column_names}")
-    head = [torch.as_tensor(ids) for ids in head]
-    lengths = {len(ids) for ids in head}
-    if len(lengths) != 1:
-        raise PretrainError(
-            f"{source}: blocks of several lengths {sorted(lengths)[:5]}; packed blocks have one"
-        )
-    seq_len = lengths.pop()
-    if seq_len > config.max_position_embeddings:
-        raise PretrainError(
-            f"{source}: blocks of {seq_len} tokens but the model's context is {config.max_position_embeddings}"
-        )
-    top = max(int(ids.max()) for ids in head)
-    if top >= config.vocab_size:
-        raise PretrainError(
-            f"{source}: token id {top} but the model's vocabulary has {config.vocab_size} entries "
-            "(blocks made with another tokenizer?)"
-        )
-    return seq_len
-
-
-def load_eval_datasets(path: str | None, tasks: list[str], part: str | None) -> dict:
-    """{task: tokenized validation split}, so that the Trainer logs eval_<task>_loss."""
-    if path is None:
-        return {}
-    from datasets import load_from_disk
-
-    if not (Path(path) / "dataset_dict.json").is_file():
-        raise PretrainError(
-            f"tokenized validation sets not found at {path}: run scripts/build_corpus.py first"
-        )
-    sets = load_from_disk(path)
-    available = task_names(sets)
-    missing = [t for t in tasks if t not in available]
-    if missing:
-        raise PretrainError(f"eval_tasks {missing} not in {path}; tasks there: {available}")
-    return {task: task_part(sets, task, part) for task in tasks or available}
 
 
 @dataclass

@@ -2,8 +2,15 @@
 
 from .exact import ExactScorer, TrainingStateSnapshot
 from .fast import FAST_METHODS, FirstOrderScorer
-from .scoring import METHODS, load_checkpoint_for_scoring, make_scorer, run_influence_stage, score_rows
-from .validation import InfluenceError, ValidationBatches
+from .scoring import (
+    METHODS,
+    SCORERS,
+    load_checkpoint_for_scoring,
+    make_scorer,
+    run_influence_stage,
+    score_rows,
+)
+from .validation import InfluenceError, Scorer, ValidationBatches
 
 __all__ = [
     "ExactScorer",
@@ -11,6 +18,8 @@ __all__ = [
     "FirstOrderScorer",
     "InfluenceError",
     "METHODS",
+    "SCORERS",
+    "Scorer",
     "TrainingStateSnapshot",
     "ValidationBatches",
     "load_checkpoint_for_scoring",

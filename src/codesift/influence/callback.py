@@ -15,57 +15,58 @@ In a recipe:
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..training import check_blocks, load_eval_datasets
+from ..data import check_blocks, load_candidates, load_eval_datasets
 from ..utils import atomic_directory, save_to_disk, write_json
 from .exact import TrainingStateSnapshot
-from .scoring import load_candidates, make_scorer, score_rows, scores_folder
+from .scoring import make_scorer, score_rows, scores_folder
 from .validation import InfluenceError, ValidationBatches
 
 # Imported inside the functions that use them (heavy or optional): datasets, torch.
 
 
+# The callback scores the live run: its model, optimizer, clipping and step, so these stage-03
+# arguments do not apply; and by default it uses a fast method and writes under the run's folder.
+NOT_FOR_THE_CALLBACK = ("checkpoint", "max_grad_norm", "shard_size", "seed")
+CALLBACK_DEFAULTS = {"methods": ["adam_update"], "output_dir": None}
+
+
 class InfluenceCallback(TrainerCallback):
+    """`steps` (a list) or `every` (an interval) says when; every other option is a stage-03
+    argument (`InfluenceArguments`: candidates, tasks, methods, batch_size, ...)."""
+
     def __init__(
-        self,
-        candidates: str = "outputs/tiny/corpus/blocks",
-        candidates_split: str = "candidates",
-        validation_sets: str = "outputs/tiny/corpus/validation_tokenized",
-        steps: list[int] | None = None,
-        every: int | None = None,
-        tasks: list[str] | None = None,
-        part: str | None = "select",
-        methods: list[str] | None = None,
-        max_candidates: int | None = None,
-        eval_batch_size: int = 32,
-        batch_size: int = 1,
-        top_layers: int | None = None,
-        output_dir: str | None = None,
-        enabled: bool = True,
+        self, steps: list[int] | None = None, every: int | None = None, enabled: bool = True, **options
     ):
+        from ..configs import InfluenceArguments
+
         if not steps and not every:
             raise InfluenceError("InfluenceCallback needs `steps` (a list) or `every` (an interval)")
-        self.candidates_path, self.candidates_split = candidates, candidates_split
-        self.validation_path, self.tasks, self.part = validation_sets, list(tasks or []), part
-        self.steps, self.every = set(steps or []), every
-        self.methods = list(methods or ["adam_update"])
-        self.max_candidates, self.eval_batch_size = max_candidates, eval_batch_size
-        self.batch_size, self.top_layers = batch_size, top_layers  # fast methods only (as the script)
-        self.output_dir, self.enabled = output_dir, enabled
+        known = {f.name for f in fields(InfluenceArguments)} - set(NOT_FOR_THE_CALLBACK)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InfluenceError(
+                f"InfluenceCallback has no option(s) {unknown}; options: steps, every, enabled, {', '.join(sorted(known))}"
+            )
+        self.args = InfluenceArguments(**{**CALLBACK_DEFAULTS, **options})
+        self.steps, self.every, self.enabled = set(steps or []), every, enabled
         self.candidates = self.task_sets = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-
         if not self.enabled:
             return  # switched off: costs the run nothing
         # load and check everything before the first step, not halfway through the run
-        self.candidates = load_candidates(self.candidates_path, self.candidates_split, self.max_candidates)
-        self.task_sets = load_eval_datasets(self.validation_path, self.tasks, self.part)
-        check_blocks(self.candidates, model.config, self.candidates_path)
-        self.output_dir = self.output_dir or str(Path(args.output_dir) / "influence")
+        options = self.args
+        self.candidates = load_candidates(
+            options.candidates, options.candidates_split, options.max_candidates
+        )
+        self.task_sets = load_eval_datasets(options.validation_sets, options.tasks, options.part)
+        check_blocks(self.candidates, model.config, options.candidates)
+        options.output_dir = options.output_dir or str(Path(args.output_dir) / "influence")
 
     def due(self, step: int) -> bool:
         return step in self.steps or bool(self.every and step % self.every == 0)
@@ -89,10 +90,10 @@ class InfluenceCallback(TrainerCallback):
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         device = next(model.parameters()).device
         validation = ValidationBatches(
-            self.task_sets, self.eval_batch_size, model.config.pad_token_id or 0, device
+            self.task_sets, self.args.eval_batch_size, model.config.pad_token_id or 0, device
         )
         mine = self.candidates.shard(num_shards=world, index=rank, contiguous=True)
-        for method in self.methods:
+        for method in self.args.methods:
             start = time.perf_counter()
             batched = method != "exact"
             scorer = make_scorer(
@@ -101,8 +102,8 @@ class InfluenceCallback(TrainerCallback):
                 optimizer,
                 validation,
                 args.max_grad_norm,
-                self.batch_size if batched else 1,
-                self.top_layers if batched else None,
+                self.args.batch_size if batched else 1,
+                self.args.top_layers if batched else None,
             )
             rows = score_rows(
                 scorer,
@@ -122,7 +123,7 @@ class InfluenceCallback(TrainerCallback):
     def write(self, rows, step, method, seconds) -> None:
         from datasets import Dataset
 
-        with atomic_directory(scores_folder(self.output_dir, step, method)) as tmp:
+        with atomic_directory(scores_folder(self.args.output_dir, step, method)) as tmp:
             save_to_disk(Dataset.from_list(rows), tmp)
             write_json(
                 tmp / "scoring.json",
@@ -130,7 +131,7 @@ class InfluenceCallback(TrainerCallback):
                     "step": step,
                     "method": method,
                     "tasks": list(self.task_sets),
-                    "part": self.part,
+                    "part": self.args.part,
                     "candidates": len(rows),
                     "seconds": seconds,
                     # the bill an equal-compute arm reads, in the same field as stage 03's

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from .validation import InfluenceError, ValidationBatches
+from .validation import InfluenceError, OneAtATime, ValidationBatches
 
 
 def trainable_params(optimizer) -> list[torch.Tensor]:
@@ -97,7 +97,7 @@ def training_step(model, optimizer, input_ids: torch.Tensor, max_grad_norm: floa
     return float(loss.detach())
 
 
-class ExactScorer:
+class ExactScorer(OneAtATime):
     """Scores candidates against every task with the live model and optimizer, restoring both."""
 
     method = "exact"

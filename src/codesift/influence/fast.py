@@ -28,9 +28,14 @@ from contextlib import contextmanager
 import torch
 
 from .exact import require_optimizer_state, trainable_params
-from .validation import InfluenceError, ValidationBatches, flatten_grads
+from .validation import InfluenceError, OneAtATime, ValidationBatches, flatten_grads
 
-FAST_METHODS = ("grad_dot", "adam_precond", "adam_precond_clipped", "adam_update")
+FAST_METHODS = {  # name: how the step delta(x) is modelled (the docstring above says more)
+    "grad_dot": "delta = -lr * g_x (SGD; needs no optimizer state)",
+    "adam_precond": "delta = -lr * g_x / (sqrt(v_hat) + eps)",
+    "adam_precond_clipped": "adam_precond with g_x clipped as the Trainer clips it",
+    "adam_update": "the exact AdamW update from the moments and the clipped gradient",
+}
 TOP_LEVEL_PARAMS = ("model.norm.", "lm_head.")  # scored with every top_layers choice
 
 
@@ -54,7 +59,7 @@ def _flat(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-class FirstOrderScorer:
+class FirstOrderScorer(OneAtATime):
     """-<g_task, delta(x)> for every task at once: a (tasks x parameters) matrix times a vector."""
 
     def __init__(

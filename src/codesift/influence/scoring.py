@@ -13,27 +13,82 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ..data import check_blocks, load_candidates, load_eval_datasets, load_scores
 from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
 from ..provenance import changes, make_record, read_record, up_to_date, write_record
-from ..training import check_blocks, load_blocks, load_eval_datasets
+from ..stats import common_blocks, score_tasks, spearman, task_correlations
 from ..utils import atomic_directory, save_to_disk, set_seed, write_json
 from .batched import BatchedFirstOrderScorer, ForwardDifferenceScorer
 from .exact import ExactScorer
 from .fast import FAST_METHODS, FirstOrderScorer
-from .stats import common_blocks, load_scores, score_tasks, spearman, task_correlations
-from .validation import InfluenceError, ValidationBatches
+from .validation import InfluenceError, Scorer, ValidationBatches
 
 # Imported inside the functions that use them (heavy or optional): accelerate, datasets, transformers.
 
 logger = logging.getLogger(__name__)
 
-FORWARD_METHODS = ("adam_precond_forward",)  # no backward pass: central differences (batched.py)
-METHODS = ("exact", *FAST_METHODS, *FORWARD_METHODS)
+
+@dataclass(frozen=True)
+class Method:
+    """An influence method: how its scorer is built, and which scorer options it refuses."""
+
+    name: str
+    description: str
+    build: Callable[..., Scorer]  # (model, optimizer, validation, max_grad_norm, batch_size, top_layers)
+    refuses: Callable[[int, int | None], str | None] = lambda batch_size, top_layers: None
+
+
+def build_exact(model, optimizer, validation, max_grad_norm, batch_size, top_layers) -> Scorer:
+    return ExactScorer(model, optimizer, validation, max_grad_norm)
+
+
+def exact_refuses(batch_size: int, top_layers: int | None) -> str | None:
+    if batch_size != 1 or top_layers is not None:
+        return "the exact method takes one real step per candidate: batch_size 1, top_layers null"
+    return None
+
+
+def first_order_builder(method: str):
+    def build(model, optimizer, validation, max_grad_norm, batch_size, top_layers) -> Scorer:
+        if batch_size > 1:
+            return BatchedFirstOrderScorer(
+                model, optimizer, validation, max_grad_norm, method, top_layers, batch_size=batch_size
+            )
+        return FirstOrderScorer(model, optimizer, validation, max_grad_norm, method, top_layers)
+
+    return build
+
+
+def build_forward(model, optimizer, validation, max_grad_norm, batch_size, top_layers) -> Scorer:
+    return ForwardDifferenceScorer(model, optimizer, validation, max_grad_norm, batch_size)
+
+
+def forward_refuses(batch_size: int, top_layers: int | None) -> str | None:
+    return (
+        "adam_precond_forward moves every weight; top_layers does not apply"
+        if top_layers is not None
+        else None
+    )
+
+
+SCORERS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("exact", "one real optimizer step per candidate, validation losses before and after", build_exact,
+               exact_refuses),
+        *(Method(name, text, first_order_builder(name)) for name, text in FAST_METHODS.items()),
+        Method("adam_precond_forward", "central differences along the Adam direction: no backward pass",
+               build_forward, forward_refuses),
+    )
+}  # fmt: skip
+METHODS = tuple(SCORERS)
 
 
 def make_scorer(
@@ -44,29 +99,18 @@ def make_scorer(
     max_grad_norm,
     batch_size: int = 1,
     top_layers: int | None = None,
-):
+) -> Scorer:
+    if method not in SCORERS:
+        raise InfluenceError(f"unknown influence method {method!r}; methods: {', '.join(METHODS)}")
     if method != "grad_dot" and all(group["lr"] == 0 for group in optimizer.param_groups):
         raise InfluenceError(
             "the learning rate of the next step is 0 (the end of the schedule): one step moves nothing and every "
             "score would be 0; score an earlier checkpoint"
         )
-    if method == "exact":
-        if batch_size != 1 or top_layers is not None:
-            raise InfluenceError(
-                "the exact method takes one real step per candidate: batch_size 1, top_layers null"
-            )
-        return ExactScorer(model, optimizer, validation, max_grad_norm)
-    if method in FORWARD_METHODS:
-        if top_layers is not None:
-            raise InfluenceError(f"{method} moves every weight; top_layers does not apply")
-        return ForwardDifferenceScorer(model, optimizer, validation, max_grad_norm, batch_size)
-    if method in FAST_METHODS:
-        if batch_size > 1:
-            return BatchedFirstOrderScorer(
-                model, optimizer, validation, max_grad_norm, method, top_layers, batch_size=batch_size
-            )
-        return FirstOrderScorer(model, optimizer, validation, max_grad_norm, method, top_layers)
-    raise InfluenceError(f"unknown influence method {method!r}; methods: {', '.join(METHODS)}")
+    problem = SCORERS[method].refuses(batch_size, top_layers)
+    if problem:
+        raise InfluenceError(problem)
+    return SCORERS[method].build(model, optimizer, validation, max_grad_norm, batch_size, top_layers)
 
 
 def result_row(result: dict, tasks: list[str], block_id: int, step: int, method: str) -> dict:
@@ -88,17 +132,16 @@ def score_rows(
     """One row per candidate, `scorer.batch_size` candidates at a time where the scorer batches."""
     rows = []
     device = next(scorer.model.parameters()).device
-    batch_size = getattr(scorer, "batch_size", 1)
     block_ids, input_ids = candidates["block_id"], candidates["input_ids"]
     with tqdm(total=len(block_ids), desc=desc, unit="cand") as bar:
-        for start in range(0, len(block_ids), batch_size):
-            ids = input_ids[start : start + batch_size]
-            if batch_size > 1 and len({len(x) for x in ids}) == 1:
+        for start in range(0, len(block_ids), scorer.batch_size):
+            ids = input_ids[start : start + scorer.batch_size]
+            if len({len(x) for x in ids}) == 1:
                 result = scorer.score_batch(torch.as_tensor(ids, dtype=torch.long, device=device))
                 results = [{key: value[i] for key, value in result.items()} for i in range(len(ids))]
-            else:  # batch 1, or blocks of unequal length
+            else:  # blocks of unequal length
                 results = [scorer.score(torch.as_tensor(x, dtype=torch.long, device=device)) for x in ids]
-            for block_id, result in zip(block_ids[start : start + batch_size], results, strict=True):
+            for block_id, result in zip(block_ids[start : start + len(ids)], results, strict=True):
                 rows.append(result_row(result, tasks, block_id, step, method))
             bar.update(len(ids))
     return rows
@@ -205,14 +248,6 @@ def state_dict_by_index(state: dict, model, optimizer, checkpoint) -> dict:
 # ----------------------------------------------------------------------------------------------
 # The stage, from saved checkpoints
 # ----------------------------------------------------------------------------------------------
-
-
-def load_candidates(path: str, split: str, max_candidates: int | None):
-
-    candidates = load_blocks(path, split)
-    if max_candidates is not None:
-        candidates = candidates.select(range(min(max_candidates, len(candidates))))
-    return candidates
 
 
 def scores_folder(output_dir, step: int, method: str) -> Path:

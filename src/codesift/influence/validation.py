@@ -8,6 +8,8 @@ positions, which is most of the saving at small scale (the vocabulary projection
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 
@@ -104,3 +106,26 @@ class ValidationBatches:
 
 def flatten_grads(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+
+
+class Scorer(Protocol):
+    """What scores candidates: `score` takes one block (1-D ids), `score_batch` a batch of blocks of
+    one length (2-D); both give {"influence": per task, "candidate_loss", ...}, float64 tensors,
+    a leading batch dimension for `score_batch`. `batch_size` is how many `score_batch` takes at once."""
+
+    model: torch.nn.Module
+    batch_size: int
+
+    def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def score_batch(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
+class OneAtATime:
+    """`score_batch` for a scorer that takes one candidate at a time: each row alone, stacked."""
+
+    batch_size = 1
+
+    def score_batch(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        results = [self.score(row) for row in input_ids]
+        return {key: torch.stack([result[key] for result in results]) for key in results[0]}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..influence.stats import spearman
+from ..stats import spearman
 from .features import chunk_tokens, mean_by_owner, same_vocabulary
 from .labels import PredictorError
 

@@ -106,7 +106,7 @@ def load_saved_predictor(folder, encoder: str | None = None):
     import dataclasses
 
     from ..configs import PredictorArguments
-    from ..tokenizer import load_tokenizer
+    from ..prepare.tokenizer import load_tokenizer
     from .labels import Standardiser
 
     folder = Path(folder)

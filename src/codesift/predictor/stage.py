@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..influence.scoring import load_candidates
-from ..influence.stats import spearman
+from ..data import load_candidates
 from ..plots import plot_learning_curve, plot_predicted_vs_oracle
+from ..prepare.tokenizer import load_tokenizer
 from ..provenance import make_record, up_to_date, write_record
-from ..tokenizer import load_tokenizer
+from ..stats import spearman
 from ..utils import atomic_directory, read_json, save_to_disk, set_seed, write_json
 from .features import clear_caches
 from .labels import Labels, PredictorError, Standardiser, label_count, load_labels, split_labels

@@ -1,7 +1,7 @@
 """The code corpus (stage 01): documents from local code, the Hub or JSONL/parquet files, filtered,
 deduplicated, tokenized and packed into blocks.
 
-The documents go through a datatrove pipeline (`codesift.corpus_pipeline`), which runs the same
+The documents go through a datatrove pipeline (`codesift.prepare.pipeline`), which runs the same
 way on a laptop and on a cluster and resumes at the first unfinished task; this module trains the
 tokenizer between its stages, packs the tokenized documents into blocks as one stream (the blocks
 are the same for any number of tasks), splits them into train and candidates, and writes the
@@ -27,16 +27,17 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .configs import CorpusArguments
-from .corpus_sources import DOCUMENT_COLUMNS, CorpusError, check_sources
-from .errors import CodesiftError
+from ..configs import CorpusArguments
+from ..data import parquet_rows
+from ..errors import CodesiftError
+from ..plots import plot_corpus_lengths, plot_dropped
+from ..provenance import changes, make_record, read_record, up_to_date, write_record
+from ..utils import atomic_directory, read_json, save_to_disk, set_seed, write_json
 from .filters import validation_problems as problem_triples
 from .packing import BlockPacker, split_train_candidates
-from .plots import plot_corpus_lengths, plot_dropped
-from .provenance import changes, make_record, read_record, up_to_date, write_record
+from .sources import DOCUMENT_COLUMNS, CorpusError, check_sources
 from .tasks import tokenize_validation_sets
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
-from .utils import atomic_directory, read_json, save_to_disk, set_seed, write_json
 
 # Imported inside the functions that use them (heavy or optional): datasets, pyarrow, datatrove.
 
@@ -96,15 +97,6 @@ class CorpusStats:
         }
 
 
-def parquet_rows(folder: Path, columns: list[str] | None = None, batch_size: int = 1000) -> Iterator[dict]:
-    """Rows of every task's parquet files under `folder`, in rank order, streamed."""
-    import pyarrow.parquet as pq
-
-    for file in sorted(Path(folder).glob("*.parquet")):
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size, columns=columns):
-            yield from batch.to_pylist()
-
-
 # ----------------------------------------------------------------------------------------------
 # The document pipeline: run (or resume) it in a work folder
 # ----------------------------------------------------------------------------------------------
@@ -150,7 +142,7 @@ def collect_documents(args: CorpusArguments, validation_sets=None, work_dir=None
     the kept documents as a memory-mapped `datasets.Dataset` and the stats behind the manifest."""
     import tempfile
 
-    from .corpus_pipeline import document_executors, run_executors
+    from .pipeline import document_executors, run_executors
 
     check_sources(args.sources)
     if work_dir is None:
@@ -232,7 +224,7 @@ def corpus_tokenizer(args: CorpusArguments, work: Path, documents):
 
 
 def tokenize_documents(args: CorpusArguments, work: Path) -> None:
-    from .corpus_pipeline import run_executors, tokenize_executor
+    from .pipeline import run_executors, tokenize_executor
 
     if not run_executors([tokenize_executor(args, work, work / "tokenizer")], work):
         raise CorpusPending(work)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import CodesiftError
+from ..errors import CodesiftError
 
 # Imported inside the functions that use them (heavy or optional): tokenizers, transformers.
 

