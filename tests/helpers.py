@@ -86,19 +86,39 @@ def run_script(name: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
 
 
 def run_on_two_cpu_processes(script: str, args: list, port: int) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node 2 scripts/<script> ...` on this CPU (gloo), as a cluster user launches it."""
+    return run_on_cpu_processes(script, args, port, processes=2)
+
+
+def run_on_cpu_processes(
+    script: str, args: list, port: int, processes: int = 2
+) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node N scripts/<script> ...` on this CPU (gloo), as a cluster user
+    launches it; each process on one thread, so one and two processes compute alike."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nproc_per_node",
-        "2",
+        str(processes),
         "--master_port",
         str(port),
         str(ROOT / "scripts" / script),
         *map(str, args),
     ]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def accelerate_launch(config: str, script: str, args: list, port: int, processes: int = 2):
+    """`accelerate launch --config_file recipes/accelerate_configs/<config> --num_processes N
+    scripts/<script> ...` on this CPU, as the README's cluster command (bf16 off: CPUs here)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(ROOT / "recipes" / "accelerate_configs" / config),
+        "--num_processes", str(processes), "--mixed_precision", "no", "--main_process_port", str(port),
+        str(ROOT / "scripts" / script), *map(str, args),
+    ]  # fmt: skip
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

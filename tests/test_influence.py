@@ -637,40 +637,42 @@ def test_analysis_helpers():
     assert comment_share('"""doc"""\nx = 1  # note\n') == pytest.approx((9 + 6) / 24)
 
 
+def test_shards_keep_every_process_busy_and_batches_whole():
+    from codesift.influence.scoring import balanced_shard_size
+
+    assert balanced_shard_size(9, 100, 2, 2) == 6  # one 100-block shard would leave a process idle
+    assert balanced_shard_size(9, 100, 1, 2) == 10 and balanced_shard_size(9, 100, 2, 1) == 5
+    assert balanced_shard_size(1000, 100, 8, 8) % 8 == 0  # batches start at the same blocks
+
+
 @pytest.mark.slow
-def test_script_splits_the_pool_across_two_processes(micro_corpus, micro_checkpoint, tmp_path):
+def test_two_processes_score_the_pool_as_one_does_bit_for_bit(micro_corpus, micro_checkpoint, tmp_path):
+    """`torchrun --nproc_per_node 2 compute_influence.py` gives the scores one process gives, every
+    float equal, with the pool split so both processes score (a 9-block pool, shard_size 100)."""
+    import numpy as np
+    from helpers import ROOT, run_on_cpu_processes
 
-    from helpers import ROOT
+    def score(processes: int, out):
+        args = [
+            "--config", ROOT / "recipes/tiny/influence.yaml", "--checkpoint", micro_checkpoint,
+            "--candidates", micro_corpus / "blocks", "--validation_sets", micro_corpus / "validation_tokenized",
+            "--tasks", "humaneval", "--max_candidates", "9", "--shard_size", "100", "--batch_size", "2",
+            "--methods", "exact", "adam_update", "--output_dir", out,
+        ]  # fmt: skip
+        done = run_on_cpu_processes("compute_influence.py", args, port=29555 + processes, processes=processes)
+        assert done.returncode == 0, done.stderr[-3000:]
 
-    out = tmp_path / "inf"
-    args = [
-        "--config",
-        str(ROOT / "recipes/tiny/influence.yaml"),
-        "--checkpoint",
-        str(micro_checkpoint),
-        "--candidates",
-        str(micro_corpus / "blocks"),
-        "--validation_sets",
-        str(micro_corpus / "validation_tokenized"),
-        "--tasks",
-        "humaneval",
-        "--max_candidates",
-        "9",
-        "--shard_size",
-        "2",
-        "--methods",
-        "grad_dot",
-        "--output_dir",
-        str(out),
-    ]
-    done = run_on_two_cpu_processes("compute_influence.py", args, port=29555)
-    assert done.returncode == 0, done.stderr[-3000:]
-    scores = load_from_disk(str(out / "step-8" / "grad_dot"))
-    assert sorted(scores["block_id"]) == sorted(
-        load_from_disk(str(micro_corpus / "blocks"))["candidates"]["block_id"][:9]
-    )
-    assert json.loads((out / "step-8" / "grad_dot" / "scoring.json").read_text())["processes"] == 2
-    assert (out / "plots").is_dir()
+    score(1, tmp_path / "one")
+    score(2, tmp_path / "two")
+    for method, shard_size in (("exact", 5), ("adam_update", 6)):
+        one = load_from_disk(str(tmp_path / "one" / "step-8" / method)).sort("block_id")
+        two = load_from_disk(str(tmp_path / "two" / "step-8" / method)).sort("block_id")
+        assert len(two) == 9 and one.column_names == two.column_names
+        for column in one.column_names:
+            np.testing.assert_array_equal(np.asarray(one[column]), np.asarray(two[column]), err_msg=column)
+        record = json.loads((tmp_path / "two" / "step-8" / method / "scoring.json").read_text())
+        assert (record["processes"], record["shard_size"]) == (2, shard_size)
+    assert (tmp_path / "two" / "plots").is_dir()
 
 
 def test_callback_options_are_the_stage_03_arguments(micro_corpus):

@@ -1,5 +1,6 @@
-"""The 1B recipe without a GPU: its real width trains and is scored on CPU, and its dry run plans
-the memory of 1, 8 and 64 GPUs."""
+"""Scale without a GPU: the 1B recipe's real width trains and is scored on CPU, its dry run plans
+the memory of 1, 8 and 64 GPUs, and the cluster launch (`accelerate launch` with the DDP or FSDP
+config) runs on two CPU processes."""
 
 import dataclasses
 import os
@@ -106,3 +107,42 @@ def test_dry_run_plans_the_1b_recipe_for_1_8_and_64_gpus():
     tokens = [line for line in out.splitlines() if line.startswith("tokens per step")][0].split()[3:]
     assert [int(t.replace(",", "")) for t in tokens] == [16 * 2048 * 4 * n for n in (1, 8, 64)]
     assert not (ROOT / "outputs" / "codellm-1b" / "pretrain").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_the_ddp_config_trains_and_stage_03_scores_it(micro_corpus, tmp_path):
+    """README's cluster command on two CPU processes: the DDP config trains the tiny model 3 steps,
+    then stage 03, launched the same way, scores the checkpoint it saved."""
+    from helpers import accelerate_launch, micro_cli
+
+    out = tmp_path / "ddp"
+    done = accelerate_launch(
+        "ddp.yaml", "pretrain.py", micro_cli(micro_corpus, out, "--max_steps", 3, "--save_steps", 3), 29621
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 2 process(es)" in done.stderr and "shards only on GPUs" not in done.stderr
+    scores = tmp_path / "scores"
+    args = [
+        "--config", ROOT / "recipes/tiny/influence.yaml", "--checkpoint", out / "checkpoint-3",
+        "--candidates", micro_corpus / "blocks", "--validation_sets", micro_corpus / "validation_tokenized",
+        "--tasks", "humaneval", "--max_candidates", 6, "--methods", "adam_update", "--output_dir", scores,
+    ]  # fmt: skip
+    done = accelerate_launch("ddp.yaml", "compute_influence.py", args, 29622)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = load_from_disk(str(scores / "step-3" / "adam_update"))
+    assert len(written) == 6 and all(v == v for v in written["influence_humaneval"])
+
+
+@pytest.mark.slow
+def test_the_fsdp_config_on_cpu_processes_says_it_runs_ddp(micro_corpus, tmp_path):
+    """accelerate shards with FSDP only on accelerators; on CPU processes it runs DDP. The run
+    trains and says so in one warning instead of passing as FSDP."""
+    from helpers import accelerate_launch, micro_cli
+
+    out = tmp_path / "fsdp"
+    done = accelerate_launch(
+        "fsdp.yaml", "pretrain.py", micro_cli(micro_corpus, out, "--max_steps", 2, "--save_steps", 2), 29623
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "accelerate shards only on GPUs: this run trains with MULTI_CPU" in done.stderr
+    assert (out / "checkpoint-2" / "optimizer.pt").is_file()

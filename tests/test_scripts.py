@@ -41,7 +41,9 @@ def test_every_stage_has_a_recipe(recipe):
     """Both recipes cover every stage of the kit, and each 1B stage reads what the one before wrote."""
     from codesift.configs import recipe_stems
 
-    missing = [stage for stage in recipe_stems() if not (ROOT / "recipes" / recipe / f"{stage}.yaml").is_file()]
+    missing = [
+        stage for stage in recipe_stems() if not (ROOT / "recipes" / recipe / f"{stage}.yaml").is_file()
+    ]
     assert missing == []
     if recipe == "codellm-1b":
         scores = yaml.safe_load((ROOT / "recipes/codellm-1b/influence.yaml").read_text())

@@ -303,6 +303,20 @@ def changed_arguments(saved: dict, record: dict) -> list[str]:
     return names + [f"{key} contents" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
+def warn_if_fsdp_fell_back(trainer) -> None:
+    """A launch with the FSDP config on CPU processes: accelerate shards only on accelerators and
+    runs DDP instead (each process holds the whole model); say so rather than let it pass as FSDP."""
+    import os
+
+    distributed = str(trainer.accelerator.distributed_type)
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and "FSDP" not in distributed:
+        logger.warning(
+            "the FSDP config asks for FSDP, but accelerate shards only on GPUs: this run trains with %s "
+            "(every process holds the whole model and optimizer)",
+            distributed.rsplit(".", 1)[-1],
+        )
+
+
 def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()) -> dict:
     """The whole stage: plan the start, build, train, save the final model, state and card.
     Returns the final metrics (train and each task's eval loss)."""
@@ -329,6 +343,7 @@ def run_pretraining(model_args, pretrain_args, training_args, extra_callbacks=()
         start.schedule_total_steps,
         f", resuming {start.resume_from}" if start.resume_from else "",
     )
+    warn_if_fsdp_fell_back(trainer)
     result = trainer.train(resume_from_checkpoint=start.resume_from)
     metrics = dict(result.metrics)
     if trainer.eval_dataset is not None:

@@ -147,11 +147,21 @@ def score_rows(
     return rows
 
 
+def balanced_shard_size(candidates: int, shard_size: int, processes: int, batch_size: int) -> int:
+    """The shard size a run uses: at most `shard_size`, small enough that every process gets work
+    (a pool of one shard would leave all processes but one idle), and a multiple of the scorer's
+    batch, so that every batch holds the same candidates as in one process (the same scores, bit
+    for bit, for any number of processes)."""
+    size = min(shard_size, math.ceil(candidates / max(1, processes)))
+    return max(batch_size, math.ceil(size / batch_size) * batch_size)
+
+
 def score_pool_in_shards(
     scorer, tasks, candidates, step: int, method: str, shard_dir: Path, shard_size: int, rank=0, world_size=1
 ) -> None:
     """Score the pool shard by shard into `shard_dir`; a shard is written whole (temp file then
-    rename), so a killed run resumes at the first missing shard. Rank r of w takes shards r, r+w, ..."""
+    rename), so a killed run resumes at the first missing shard. Rank r of w takes shards r, r+w, ...
+    (`balanced_shard_size` keeps them even)."""
     from datasets import Dataset
 
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -318,15 +328,20 @@ def run_influence_stage(args) -> dict:
             if up_to_date(final, record, f"{method} scores at step {step}", "dataset_info.json"):
                 continue
             shards = Path(args.output_dir) / ".shards" / f"step-{step}-{method}"
+            shard_size = balanced_shard_size(
+                len(candidates), args.shard_size, state.num_processes, scorer_options(args, method)[0]
+            )
+            # the shards' layout follows the number of processes; the scores do not
+            shard_record = {**record, "arguments": {**record["arguments"], "shard_size": shard_size}}
             if state.is_main_process:
-                if shards.exists() and changes(read_record(shards), record):  # shards of other arguments
+                if shards.exists() and changes(read_record(shards), shard_record):  # other arguments
                     logger.info(
                         "starting %s over: %s changed",
                         shards,
-                        ", ".join(changes(read_record(shards), record)),
+                        ", ".join(changes(read_record(shards), shard_record)),
                     )
                     shutil.rmtree(shards)
-                write_record(shards, record)
+                write_record(shards, shard_record)
             state.wait_for_everyone()
             start = time.perf_counter()
             scorer = make_scorer(
@@ -339,7 +354,7 @@ def run_influence_stage(args) -> dict:
                 step,
                 method,
                 shards,
-                args.shard_size,
+                shard_size,
                 state.process_index,
                 state.num_processes,
             )
@@ -364,6 +379,7 @@ def run_influence_stage(args) -> dict:
                             "batch_size": scorer_options(args, method)[0],
                             "top_layers": scorer_options(args, method)[1],
                             "processes": state.num_processes,
+                            "shard_size": shard_size,
                         },
                     )
                     write_record(tmp, record)
