@@ -146,3 +146,49 @@ def test_the_fsdp_config_on_cpu_processes_says_it_runs_ddp(micro_corpus, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accelerate shards only on GPUs: this run trains with MULTI_CPU" in done.stderr
     assert (out / "checkpoint-2" / "optimizer.pt").is_file()
+
+
+def test_the_stage_03_memory_plan_counts_what_the_scorer_holds(micro_corpus, tmp_path):
+    """The plan's parts are the scorer's own tensors on a real checkpoint: the task-direction matrix
+    (tasks x scored parameters, float32), adam_update's three parameter-sized terms, the weights."""
+    from codesift.costs import GIB, ModelShape, scoring_memory_plan
+
+    from helpers import train
+
+    train(micro_corpus, tmp_path / "run", "--max_steps", 2, "--save_steps", 2, "--schedule_total_steps", 20)
+    model, optimizer, _, _ = load_checkpoint_for_scoring(tmp_path / "run" / "checkpoint-2")
+    sets = load_from_disk(str(micro_corpus / "validation_tokenized"))
+    tasks = {"a": sets["humaneval_select"].select(range(4)), "b": sets["humaneval_report"].select(range(4))}
+    for top_layers in (None, 1):
+        scorer = FirstOrderScorer(
+            model, optimizer, ValidationBatches(tasks, 4, 0), None, "adam_update", top_layers
+        )
+        plan = scoring_memory_plan(ModelShape.from_config(model.config), "adam_update", 2, 1, 64, top_layers)
+        held = {
+            "task_directions_fp32": scorer.task_grads,
+            "method_terms_fp32": [scorer.momentum_term, scorer.variance_term, scorer.decay_term],
+            "weights_fp32": list(model.parameters()),
+        }
+        for part, tensors in held.items():
+            tensors = tensors if isinstance(tensors, list) else [tensors]
+            assert plan[part] * GIB == sum(t.numel() * t.element_size() for t in tensors), (part, top_layers)
+
+
+def test_stage_03_dry_run_plans_the_1b_recipe_and_scores_nothing(tmp_path):
+    """`compute_influence.py --dry_run true` prints the memory per process of each method from the
+    recipe alone; a batch too large for an 80 GiB GPU is named with the largest that fits."""
+    out = tmp_path / "never"
+    cmd = [
+        sys.executable, str(ROOT / "scripts" / "compute_influence.py"), "--config", str(ROOT / "recipes/codellm-1b/influence.yaml"),
+        "--dry_run", "true", "--dry_run_model_preset", "codellm-1b", "--dry_run_vocab_size", "49152",
+        "--methods", "exact", "adam_precond_clipped", "--output_dir", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
+    assert rows["task_directions_fp32"] == ["0.00", "26.16"]  # 6 tasks x 1.17B float32, adam_precond_clipped
+    assert rows["probe_snapshot_fp32"] == ["13.08", "0.00"]  # exact: weights + moments
+    assert "adam_precond_clipped (batch_size 2, top_layers None): 61.1 GiB, fits an 80 GiB GPU" in done.stdout
+    assert not out.exists()
+    done = subprocess.run([*cmd, "--batch_size", "16"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "153.5 GiB, does NOT fit an 80 GiB GPU; the largest batch_size that fits: 4" in done.stdout

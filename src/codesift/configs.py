@@ -288,6 +288,22 @@ class InfluenceArguments:
     shard_size: int = 100
     seed: int = 42
     output_dir: str = "outputs/tiny/influence"
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Print the memory one process needs for each method (codesift.costs); score nothing."
+        },
+    )
+    dry_run_model_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "For --dry_run before the checkpoint exists: the model shape (else the checkpoint's config).",
+            "choices": ["tiny", "codellm-1b"],
+        },
+    )
+    dry_run_vocab_size: int | None = field(
+        default=None, metadata={"help": "For --dry_run with dry_run_model_preset: the vocabulary."}
+    )
 
 
 @dataclass

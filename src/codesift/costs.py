@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 GIB = 1024**3
 H100_BF16_PEAK_FLOPS = 989e12  # dense bf16, SXM (NVIDIA's datasheet)
+H100_MEMORY_GIB = 80
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,78 @@ def memory_plan(
     plan["probe_snapshot_fp32"] = 12 * params / GIB  # the exact scorer: weights + moments, unsharded
     plan["tokens_per_step"] = float(micro_batch * seq_len * gradient_accumulation * num_gpus)
     return plan
+
+
+def scored_params(shape: ModelShape, top_layers: int | None = None) -> int:
+    """The parameters a fast method scores: all, or the top layers, the final norm and the output layer."""
+    if top_layers is None:
+        return shape.params
+    return min(top_layers, shape.layers) * shape.layer_params + shape.hidden + shape.embedding_params
+
+
+def scoring_memory_plan(
+    shape: ModelShape, method: str, tasks: int, batch_size: int = 1, block_tokens: int | None = None,
+    top_layers: int | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """GiB one stage-03 process holds, by part. Scoring runs in float32 (the checkpoint's master
+    weights, as the optimizer stepped them), unsharded: every process holds the whole model.
+
+    weights 4 and AdamW moments 8 bytes per parameter (the loaded checkpoint); gradients 4 per
+    scored parameter; activations twice training's bf16 count (float32), for a batch of blocks;
+    exact: the probe's snapshot of weights and moments (12 per parameter); fast methods: the
+    (tasks x scored parameters) task-direction matrix, built one task gradient at a time, plus the
+    method's parameter-sized terms (Adam's preconditioner, or adam_update's momentum, variance and
+    decay) and, one candidate at a time, its flat gradient and modelled step; batched: the
+    per-example gradients of the largest layer for the batch instead (adam_update, not linear in
+    the gradient, keeps every layer's: batch x scored parameters); a partial backward
+    (`top_layers`) keeps the activations of those layers only; adam_precond_forward: no backward,
+    a saved copy of the weights instead of gradients."""
+    block_tokens = block_tokens or shape.context
+    scored = shape.params if method == "exact" else scored_params(shape, top_layers)
+    tokens = (1 if method == "exact" else batch_size) * block_tokens
+    # a partial backward keeps activations only of the layers it goes through
+    backward_layers = (
+        shape.layers if method == "exact" or top_layers is None else min(top_layers, shape.layers)
+    )
+    plan = {
+        "weights_fp32": 4 * shape.params,
+        "adamw_moments": 8 * shape.params,
+        "gradients_fp32": 0 if method == "adam_precond_forward" else 4 * scored,
+        "activations": 0
+        if method == "adam_precond_forward"
+        else 68 * shape.hidden * backward_layers * tokens,
+        "logits_fp32": 4 * tokens * shape.vocab,
+    }
+    if method == "exact":
+        plan["probe_snapshot_fp32"] = 12 * shape.params
+    else:
+        plan["task_directions_fp32"] = 4 * tasks * scored
+        terms = {"grad_dot": 0, "adam_update": 3, "adam_precond_forward": 1}.get(method, 1)
+        plan["method_terms_fp32"] = 4 * terms * scored
+        if batch_size == 1:  # a candidate's flat gradient and modelled step
+            plan["candidate_vectors_fp32"] = 4 * (3 if method == "adam_update" else 2) * scored
+        elif method == "adam_update":  # batched: not linear in g, so every layer's are kept
+            plan["per_example_gradients"] = 4 * batch_size * scored
+        elif method != "adam_precond_forward":  # batched linear methods: one layer at a time
+            largest = max(shape.hidden * shape.ffn, shape.embedding_params)
+            plan["per_example_gradients"] = 4 * batch_size * largest
+    plan = {key: value / GIB for key, value in plan.items()}
+    plan["total"] = sum(plan.values())
+    return plan
+
+
+def format_scoring_plan(shape: ModelShape, plans: dict[str, dict[str, float]], tasks: int) -> str:
+    """Stage 03's plan as a table: one column per method."""
+    methods = list(plans)
+    keys = list(dict.fromkeys(key for plan in plans.values() for key in plan if key != "total")) + ["total"]
+    lines = [
+        f"parameters: {shape.params / 1e9:.3f} B ({shape.layers} layers x {shape.hidden}, vocabulary {shape.vocab}); "
+        f"{tasks} task(s)",
+        "GiB per process        " + "".join(f"{m:>22s}" for m in methods),
+    ]
+    for key in keys:
+        lines.append(f"{key:22s} " + "".join(f"{plans[m].get(key, 0.0):>22.2f}" for m in methods))
+    return "\n".join(lines)
 
 
 def format_plan(shape: ModelShape, plans: dict[int, dict[str, float]]) -> str:

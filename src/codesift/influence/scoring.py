@@ -293,6 +293,56 @@ def scorer_options(args, method: str) -> tuple[int, int | None]:
     return (1, None) if method == "exact" else (args.batch_size, args.top_layers)
 
 
+def dry_run_plan(args) -> str:
+    """Stage 03's memory per process for each of the recipe's methods at its batch_size and
+    top_layers, from the checkpoint's config (or `dry_run_model_preset`); nothing is loaded or scored."""
+    from ..costs import H100_MEMORY_GIB, format_scoring_plan, scoring_memory_plan
+
+    shape = dry_run_shape(args)
+    tasks = len(args.tasks) or dry_run_task_count(args.validation_sets)
+    plans, lines = {}, []
+    for method in args.methods:
+        batch_size, top_layers = scorer_options(args, method)
+        plans[method] = scoring_memory_plan(shape, method, tasks, batch_size, shape.context, top_layers)
+        fitting = [b for b in range(1, 257) if scoring_memory_plan(shape, method, tasks, b, shape.context,
+                   top_layers)["total"] <= H100_MEMORY_GIB and (method != "exact" or b == 1)]  # fmt: skip
+        lines.append(
+            f"{method} (batch_size {batch_size}, top_layers {top_layers}): {plans[method]['total']:.1f} GiB, "
+            f"{'fits' if plans[method]['total'] <= H100_MEMORY_GIB else 'does NOT fit'} an {H100_MEMORY_GIB} GiB GPU"
+            + (f"; the largest batch_size that fits: {max(fitting)}" if fitting and method != "exact" else "")
+            + (" or more" if fitting and max(fitting) == 256 else "")
+        )
+    header = f"stage 03 memory plan, blocks of {shape.context} tokens (an estimate, codesift.costs; not a measurement):"
+    return "\n".join([header, format_scoring_plan(shape, plans, tasks), *lines])
+
+
+def dry_run_shape(args):
+    from ..costs import ModelShape
+
+    config_file = Path(args.checkpoint[0]) / "config.json" if args.checkpoint else None
+    if args.dry_run_model_preset is None and config_file is not None and config_file.is_file():
+        from transformers import AutoConfig
+
+        return ModelShape.from_config(AutoConfig.from_pretrained(str(config_file.parent)))
+    if args.dry_run_model_preset is None or args.dry_run_vocab_size is None:
+        raise InfluenceError(
+            f"dry run: no checkpoint config at {config_file}; pass --dry_run_model_preset and --dry_run_vocab_size"
+        )
+    from ..modeling import VocabSpec, build_model_config
+
+    return ModelShape.from_config(
+        build_model_config(args.dry_run_model_preset, VocabSpec(args.dry_run_vocab_size))
+    )
+
+
+def dry_run_task_count(validation_sets: str) -> int:
+    """Every task of the validation sets when they exist; else the recipes' six, assumed."""
+    from ..data import task_names
+
+    found = Path(validation_sets) / "dataset_dict.json"
+    return len(task_names(json.loads(found.read_text())["splits"])) if found.is_file() else 6
+
+
 def run_influence_stage(args) -> dict:
     """Score the candidate pool at every checkpoint with every method; one dataset per (step,
     method) under `output_dir/step-<k>/<method>`. Finished folders are skipped and unfinished ones
