@@ -12,7 +12,8 @@ Measures, on the same candidates at each checkpoint:
    validation forward at batch 32 through the model's own loss (full logits);
 3. each fast method against the exact scores: Spearman per task, top-20% Jaccard, and the speed-up
    per candidate, at batch 1, batched (--batch_size candidates per forward and backward) and with the
-   top --top_layers decoder layers only (a partial backward), each next to the training cost per
+   top --top_layers decoder layers only (a partial backward) and on the first --windows tokens of each
+   block, each timed after the scorer's one-time setup, next to the training cost per
    block (one batch-16 training step, timed here). Goals: the cheapest variant >= 50x faster than
    exact at Spearman >= 0.95 on both tasks; adam_update or its best batched stand-in >= 20x at >= 0.98;
 4. InfluenceCallback with scoring switched off: training slowdown (goal <= 2%).
@@ -51,15 +52,21 @@ def exact_cost(checkpoint, task_sets, candidates, eval_batch_size):
     return step, rows, total / len(candidates), scorer.seconds
 
 
-def fast_cost(checkpoint, task_sets, candidates, eval_batch_size, method, batch_size=1, top_layers=None):
+def fast_cost(
+    checkpoint, task_sets, candidates, eval_batch_size, method, batch_size=1, top_layers=None, window=None
+):
+    """(rows, seconds per candidate, setup seconds): the clock starts after the scorer's one-time
+    setup (task gradients, Adam terms), as the exact scorer's does after its validation losses."""
     model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint)
     validation = ValidationBatches(task_sets, eval_batch_size, model.config.pad_token_id or 0)
     start = time.perf_counter()
     scorer = make_scorer(
-        method, model, optimizer, validation, train_args.max_grad_norm, batch_size, top_layers
+        method, model, optimizer, validation, train_args.max_grad_norm, batch_size, top_layers, window
     )
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
     rows = score_rows(scorer, list(task_sets), candidates, step, method, desc=f"{method}, step {step}")
-    return rows, (time.perf_counter() - start) / len(candidates)
+    return rows, (time.perf_counter() - start) / len(candidates), setup
 
 
 def mates_style_cost(checkpoint, task_sets, candidates, n: int) -> float:
@@ -101,13 +108,17 @@ def training_cost_per_block(checkpoint, candidates, batch_size: int = 16, steps:
     return statistics.median(times[1:]) / batch_size
 
 
-def variants(batch_size: int, top_layers: list[int]) -> list[tuple[str, int, int | None]]:
-    """(method, batch size, top layers): every method at batch 1 and batched, partial backwards, and
-    the forward-only estimate."""
-    found = [(m, 1, None) for m in FAST_METHODS] + [(m, batch_size, None) for m in FAST_METHODS]
+def variants(
+    batch_size: int, top_layers: list[int], windows: list[int]
+) -> list[tuple[str, int, int | None, int | None]]:
+    """(method, batch size, top layers, window): every method at batch 1 and batched, partial
+    backwards, sub-windows of each block, and the forward-only estimate."""
+    found = [(m, 1, None, None) for m in FAST_METHODS] + [(m, batch_size, None, None) for m in FAST_METHODS]
     for top in top_layers:
-        found += [(m, batch_size, top) for m in ("grad_dot", "adam_precond_clipped", "adam_update")]
-    return found + [("adam_precond_forward", batch_size, None)]  # forward passes only
+        found += [(m, batch_size, top, None) for m in ("grad_dot", "adam_precond_clipped", "adam_update")]
+    for window in windows:
+        found += [(m, batch_size, None, window) for m in ("adam_precond_clipped", "adam_update")]
+    return found + [("adam_precond_forward", batch_size, None, None)]  # forward passes only
 
 
 def goals(results: list[dict]) -> dict:
@@ -157,6 +168,15 @@ def callback_overhead(corpus: Path, steps: int, repeats: int) -> float:
     return statistics.median(times["with"]) / statistics.median(times["without"])
 
 
+def machine() -> str:
+    import os
+    import platform
+
+    return (
+        f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}), torch {torch.__version__}"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,6 +195,9 @@ def main():
     parser.add_argument("--eval_batch_size", type=int, default=defaults.eval_batch_size)
     parser.add_argument("--batch_size", type=int, default=16, help="candidates per batched forward/backward")
     parser.add_argument("--top_layers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument(
+        "--windows", type=int, nargs="*", default=[32, 64, 128], help="sub-windows (tokens) of each block"
+    )
     parser.add_argument("--skip_callback", action="store_true")
     parser.add_argument("--json", default="outputs/tiny/benchmarks/influence.json")
     args = parser.parse_args()
@@ -204,16 +227,21 @@ def main():
         train_s = training_cost_per_block(checkpoint, candidates)
         print(f"training cost: {train_s:.3f} s per block (one batch-16 step: forward, backward, clip, AdamW)")
         results = []
-        for method, batch_size, top in variants(args.batch_size, args.top_layers):
-            rows, fast_s = fast_cost(
-                checkpoint, task_sets, candidates, args.eval_batch_size, method, batch_size, top
+        for method, batch_size, top, window in variants(args.batch_size, args.top_layers, args.windows):
+            rows, fast_s, setup_s = fast_cost(
+                checkpoint, task_sets, candidates, args.eval_batch_size, method, batch_size, top, window
             )
             quality = fidelity(exact, Dataset.from_list(rows))
-            name = f"{method} batch {batch_size}" + (f" top {top}" if top else "")
+            name = (
+                f"{method} batch {batch_size}"
+                + (f" top {top}" if top else "")
+                + (f" window {window}" if window else "")
+            )
             results.append(
                 {
                     "variant": name,
                     "seconds_per_candidate": fast_s,
+                    "setup_seconds": setup_s,
                     "speedup": exact_s / fast_s,
                     "x_training_cost": fast_s / train_s,
                     "spearman": {t: q["spearman"] for t, q in quality.items()},
@@ -240,6 +268,11 @@ def main():
             "candidates": len(candidates),
             "threads": torch.get_num_threads(),
             "exact_seconds_per_candidate": exact_s,
+            "exact_floor_ratio": exact_s / floor,
+            "exact_restore_share": restore,
+            "mates_style_seconds_per_candidate": mates_s,
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": machine(),
             "training_seconds_per_block": train_s,
             "variants": results,
             **{k: (v["variant"] if isinstance(v, dict) else v) for k, v in met.items()},

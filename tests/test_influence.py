@@ -236,6 +236,30 @@ def test_batched_scores_equal_the_per_candidate_ones(
     assert all(p.requires_grad for p in model.parameters())  # the frozen parameters are given back
 
 
+def test_a_window_scores_the_first_tokens_of_each_block(micro_checkpoint, task_sets, candidates):
+    """`window: N` gives exactly the scores of the blocks cut to their first N tokens, batched or
+    not; the exact method, the reference, refuses it."""
+    from datasets import Dataset
+
+    model, optimizer, args, step = load_checkpoint_for_scoring(micro_checkpoint)
+    validation, pool, tasks = ValidationBatches(task_sets, 8, 0), candidates.select(range(6)), list(task_sets)
+    cut = Dataset.from_dict(
+        {"block_id": pool["block_id"], "input_ids": [ids[:16] for ids in pool["input_ids"]]}
+    )
+    for batch in (1, 3):
+        windowed = scoring_module.make_scorer(
+            "adam_update", model, optimizer, validation, None, batch, None, 16
+        )
+        plain = scoring_module.make_scorer("adam_update", model, optimizer, validation, None, batch)
+        got = influence_matrix(score_rows(windowed, tasks, pool, step, "adam_update"), tasks)
+        expected = influence_matrix(score_rows(plain, tasks, cut, step, "adam_update"), tasks)
+        assert torch.equal(got, expected)
+        whole = influence_matrix(score_rows(plain, tasks, pool, step, "adam_update"), tasks)
+        assert not torch.equal(got, whole)
+    with pytest.raises(InfluenceError, match="exact method steps on the whole block"):
+        scoring_module.make_scorer("exact", model, optimizer, validation, None, 1, None, 16)
+
+
 def test_clipping_acts_in_the_batched_scores(micro_checkpoint, task_sets, candidates):
     """The clipped variant is the unclipped one times each candidate's own factor
     min(1, max_grad_norm / ||g||), with ||g|| from the candidate's real (batch-1) gradient."""

@@ -151,9 +151,9 @@ def test_the_fsdp_config_on_cpu_processes_says_it_runs_ddp(micro_corpus, tmp_pat
 def test_the_stage_03_memory_plan_counts_what_the_scorer_holds(micro_corpus, tmp_path):
     """The plan's parts are the scorer's own tensors on a real checkpoint: the task-direction matrix
     (tasks x scored parameters, float32), adam_update's three parameter-sized terms, the weights."""
-    from codesift.costs import GIB, ModelShape, scoring_memory_plan
-
     from helpers import train
+
+    from codesift.costs import GIB, ModelShape, scoring_memory_plan
 
     train(micro_corpus, tmp_path / "run", "--max_steps", 2, "--save_steps", 2, "--schedule_total_steps", 20)
     model, optimizer, _, _ = load_checkpoint_for_scoring(tmp_path / "run" / "checkpoint-2")

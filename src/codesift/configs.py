@@ -284,6 +284,12 @@ class InfluenceArguments:
             "help": "Fast methods: score only the top N decoder layers, final norm and output layer (partial backward)."
         },
     )
+    window: int | None = field(
+        default=None,
+        metadata={
+            "help": "Fast methods: score only the first N tokens of each block (cheaper, approximate); null = all."
+        },
+    )
     eval_batch_size: int = 32
     shard_size: int = 100
     seed: int = 42

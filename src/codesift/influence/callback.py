@@ -9,7 +9,7 @@ In a recipe:
     callbacks: [influence]
     callback_kwargs:
       influence: {steps: [300, 600], candidates: outputs/tiny/corpus/blocks, methods: [adam_update]}
-(`batch_size` and `top_layers` as in the stage-03 recipe, for the fast methods.)
+(`batch_size`, `top_layers` and `window` as in the stage-03 recipe, for the fast methods.)
 """
 
 from __future__ import annotations
@@ -31,7 +31,15 @@ from .validation import InfluenceError, ValidationBatches
 
 # The callback scores the live run: its model, optimizer, clipping and step, so these stage-03
 # arguments do not apply; and by default it uses a fast method and writes under the run's folder.
-NOT_FOR_THE_CALLBACK = ("checkpoint", "max_grad_norm", "shard_size", "seed")
+NOT_FOR_THE_CALLBACK = (
+    "checkpoint",
+    "max_grad_norm",
+    "shard_size",
+    "seed",
+    "dry_run",
+    "dry_run_model_preset",
+    "dry_run_vocab_size",
+)
 CALLBACK_DEFAULTS = {"methods": ["adam_update"], "output_dir": None}
 
 
@@ -104,6 +112,7 @@ class InfluenceCallback(TrainerCallback):
                 args.max_grad_norm,
                 self.args.batch_size if batched else 1,
                 self.args.top_layers if batched else None,
+                self.args.window if batched else None,
             )
             rows = score_rows(
                 scorer,

@@ -91,6 +91,23 @@ SCORERS: dict[str, Method] = {
 METHODS = tuple(SCORERS)
 
 
+class WindowedScorer:
+    """A fast scorer that sees only the first `window` tokens of each block: the forward and backward
+    cost a fraction of the block's, the score is an approximation (fidelity in bench_influence)."""
+
+    def __init__(self, scorer: Scorer, window: int):
+        if window < 2:
+            raise InfluenceError(f"window must be at least 2 tokens (one to predict), not {window}")
+        self.scorer, self.window = scorer, window
+        self.model, self.batch_size = scorer.model, scorer.batch_size
+
+    def score(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.scorer.score(input_ids[: self.window])
+
+    def score_batch(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.scorer.score_batch(input_ids[:, : self.window])
+
+
 def make_scorer(
     method: str,
     model,
@@ -99,6 +116,7 @@ def make_scorer(
     max_grad_norm,
     batch_size: int = 1,
     top_layers: int | None = None,
+    window: int | None = None,
 ) -> Scorer:
     if method not in SCORERS:
         raise InfluenceError(f"unknown influence method {method!r}; methods: {', '.join(METHODS)}")
@@ -110,7 +128,10 @@ def make_scorer(
     problem = SCORERS[method].refuses(batch_size, top_layers)
     if problem:
         raise InfluenceError(problem)
-    return SCORERS[method].build(model, optimizer, validation, max_grad_norm, batch_size, top_layers)
+    if window is not None and method == "exact":
+        raise InfluenceError("the exact method steps on the whole block: window null")
+    scorer = SCORERS[method].build(model, optimizer, validation, max_grad_norm, batch_size, top_layers)
+    return scorer if window is None else WindowedScorer(scorer, window)
 
 
 def result_row(result: dict, tasks: list[str], block_id: int, step: int, method: str) -> dict:
@@ -276,6 +297,7 @@ def scoring_record(args, checkpoint, method: str, max_grad_norm) -> dict:
         "max_grad_norm": max_grad_norm,
         "batch_size": args.batch_size,
         "top_layers": args.top_layers,
+        **({"window": args.window} if args.window is not None else {}),  # older records have none
         "eval_batch_size": args.eval_batch_size,
         "shard_size": args.shard_size,
         "seed": args.seed,
@@ -288,9 +310,10 @@ def scoring_record(args, checkpoint, method: str, max_grad_norm) -> dict:
     return make_record(arguments, inputs)
 
 
-def scorer_options(args, method: str) -> tuple[int, int | None]:
-    """(batch_size, top_layers) for a method: the exact method always takes one real step per candidate."""
-    return (1, None) if method == "exact" else (args.batch_size, args.top_layers)
+def scorer_options(args, method: str) -> tuple[int, int | None, int | None]:
+    """(batch_size, top_layers, window) for a method: the exact method always takes one real step
+    per candidate on the whole block."""
+    return (1, None, None) if method == "exact" else (args.batch_size, args.top_layers, args.window)
 
 
 def dry_run_plan(args) -> str:
@@ -302,9 +325,10 @@ def dry_run_plan(args) -> str:
     tasks = len(args.tasks) or dry_run_task_count(args.validation_sets)
     plans, lines = {}, []
     for method in args.methods:
-        batch_size, top_layers = scorer_options(args, method)
-        plans[method] = scoring_memory_plan(shape, method, tasks, batch_size, shape.context, top_layers)
-        fitting = [b for b in range(1, 257) if scoring_memory_plan(shape, method, tasks, b, shape.context,
+        batch_size, top_layers, window = scorer_options(args, method)
+        tokens = window or shape.context
+        plans[method] = scoring_memory_plan(shape, method, tasks, batch_size, tokens, top_layers)
+        fitting = [b for b in range(1, 257) if scoring_memory_plan(shape, method, tasks, b, tokens,
                    top_layers)["total"] <= H100_MEMORY_GIB and (method != "exact" or b == 1)]  # fmt: skip
         lines.append(
             f"{method} (batch_size {batch_size}, top_layers {top_layers}): {plans[method]['total']:.1f} GiB, "
@@ -428,6 +452,7 @@ def run_influence_stage(args) -> dict:
                             "seconds_per_candidate": seconds,
                             "batch_size": scorer_options(args, method)[0],
                             "top_layers": scorer_options(args, method)[1],
+                            "window": scorer_options(args, method)[2],
                             "processes": state.num_processes,
                             "shard_size": shard_size,
                         },
