@@ -6,6 +6,7 @@ python scripts/update_docs.py --report outputs/tiny/report.md   # after `make re
 python scripts/update_docs.py --timings outputs/notebooks/timings.json   # after `make notebooks`
 python scripts/update_docs.py --predictor outputs/tiny/benchmarks/predictor.json   # after benchmarks/bench_predictor.py
 python scripts/update_docs.py --influence outputs/tiny/influence   # after `make demo` (and `make exact`)
+python scripts/update_docs.py --influence_bench outputs/tiny/benchmarks/influence.json   # after benchmarks/bench_influence.py
 python scripts/update_docs.py --all outputs/tiny   # every block whose run's outputs exist (`make docs`)
 """
 
@@ -14,6 +15,7 @@ import argparse
 from codesift.cli import report_errors
 from codesift.reporting import (
     update_all_docs,
+    update_influence_bench_docs,
     update_influence_docs,
     update_predictor_docs,
     update_pretrain_selected_docs,
@@ -32,6 +34,7 @@ if __name__ == "__main__":
         parser.add_argument("--timings", help="timings.json written by scripts/run_notebooks.py")
         parser.add_argument("--predictor", help="the JSON benchmarks/bench_predictor.py writes")
         parser.add_argument("--influence", help="stage 03's output folder (fast scores, exact ones if any)")
+        parser.add_argument("--influence_bench", help="the JSON benchmarks/bench_influence.py writes")
         parser.add_argument("--all", help="a recipe's outputs folder: every block whose outputs exist")
         args = parser.parse_args()
         root = project_root()
@@ -50,5 +53,7 @@ if __name__ == "__main__":
             print(f"wrote {update_timings_docs(args.timings, root)}")
         if args.influence:
             print(f"wrote {update_influence_docs(args.influence, root)}")
+        if args.influence_bench:
+            print(f"wrote {update_influence_bench_docs(args.influence_bench, root)}")
         if args.predictor:
             print(f"wrote {update_predictor_docs(args.predictor, root)}")

@@ -58,8 +58,14 @@ def test_selection_bill_prices_labels_and_predictions():
     bill = selection_bill(shape, 100e9, 100e9, 2048, 20_000, label_fraction=0.01)
     assert bill["score_pool_exact"] > bill["score_pool_adam_update"] > bill["label_adam_update_and_predict"]
     assert bill["label_exact_and_predict"] == pytest.approx(bill["score_pool_exact"] * 0.01)
-    # fast scoring of a pool costs what training on it costs (one forward and backward per block)
-    assert bill["score_pool_adam_update"] == pytest.approx(bill["pretrain"])
+    # fast scoring of a pool costs the FLOPs of training on it (one forward and backward per block),
+    # at float32's peak instead of bf16's
+    from codesift.costs import H100_BF16_PEAK_FLOPS, H100_FP32_PEAK_FLOPS
+
+    ratio = H100_BF16_PEAK_FLOPS / H100_FP32_PEAK_FLOPS
+    assert bill["score_pool_adam_update"] == pytest.approx(bill["pretrain"] * ratio)
+    same = selection_bill(shape, 100e9, 100e9, 2048, 20_000, 0.01, scoring_gpus_flops=H100_BF16_PEAK_FLOPS)
+    assert same["score_pool_adam_update"] == pytest.approx(bill["pretrain"])
     predicted = selection_bill(shape, 100e9, 100e9, 2048, 20_000, 0.01, predictor_flops_per_token=1e9)
     assert predicted["label_exact_and_predict"] > bill["label_exact_and_predict"]
 
@@ -71,3 +77,30 @@ def test_the_docs_carry_the_bill_the_model_computes():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "costs.md").read_text()
     assert bill_markdown(paper_scale_bill()) in page
+
+
+def test_the_recipe_bill_reads_the_1b_recipe_and_prices_each_part_in_its_precision(tmp_path):
+    """The 1B recipe's own job, from its YAMLs: changing a recipe's numbers changes the bill, and
+    stage 03 is priced at float32's peak, training at bf16's."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from codesift.costs import recipe_bill, recipe_bill_markdown
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "codellm-1b"
+    rows = {r["work"].split(":")[0]: r for r in recipe_bill(recipes)}
+    assert (
+        rows["stage 03"]["precision"] == "fp32"
+        and rows["pretrain the warm-up to the scored checkpoint"]["precision"] == "bf16"
+    )
+    page = (recipes.parents[1] / "docs" / "costs.md").read_text()
+    assert recipe_bill_markdown(recipe_bill(recipes)) in page
+    copy = tmp_path / "codellm-1b"
+    shutil.copytree(recipes, copy)
+    influence = yaml.safe_load((copy / "influence.yaml").read_text())
+    influence["max_candidates"] *= 2
+    (copy / "influence.yaml").write_text(yaml.safe_dump(influence))
+    doubled = {r["work"].split(":")[0]: r for r in recipe_bill(copy)}
+    assert doubled["stage 03"]["hours"] == pytest.approx(2 * rows["stage 03"]["hours"])

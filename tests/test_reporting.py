@@ -134,3 +134,45 @@ def test_comparisons_are_paired_over_seeds_with_intervals():
     assert (
         gain_ratio(cells[:2] + cells[3:5], "predicted_mean", "influence_mean", "humaneval") is None
     )  # one seed
+
+
+def test_influence_bench_table_reports_every_variant_and_the_goals(tmp_path):
+    """The benchmark block is the JSON's numbers: each variant's time, setup, speed-up and fidelity,
+    and each goal named met only when its fastest variant reaches it."""
+    from codesift.reporting import influence_bench_table, update_influence_bench_docs
+
+    def variant(name, seconds, rho):
+        return {"variant": name, "seconds_per_candidate": seconds, "setup_seconds": 2.0, "speedup": 1.5 / seconds,
+                "x_training_cost": seconds / 0.05, "spearman": {"humaneval": rho, "mbpp": rho - 0.01},
+                "top20_jaccard": {"humaneval": 0.9, "mbpp": 0.8}}  # fmt: skip
+
+    bench = {
+        "date": "2026-12-03", "machine": "2 CPU cores", "candidates": 100, "step": 300,
+        "exact_seconds_per_candidate": 1.5, "exact_floor_ratio": 1.004, "exact_restore_share": 0.003,
+        "mates_style_seconds_per_candidate": 4.0, "training_seconds_per_block": 0.05,
+        "variants": [variant("adam_update batch 1", 0.1, 0.99), variant("adam_update batch 16 window 32", 0.025, 0.96)],
+        "cheapest_at_0.95": "adam_update batch 16 window 32", "best_at_0.98": "adam_update batch 1",
+    }  # fmt: skip
+    table = influence_bench_table(bench)
+    assert (
+        "| `adam_update batch 16 window 32` | 0.025 | 2.0 | 0.50 | 60.0x | 0.960 / 0.950 | 0.90 / 0.80 |"
+        in table
+    )
+    assert "is `adam_update batch 16 window 32`, 60.0x faster than exact (goal >= 50x: met)" in table
+    assert "is `adam_update batch 1`, 15.0x faster than exact (goal >= 20x: not met)" in table
+    bench["best_at_0.98"] = None
+    assert "Spearman >= 0.98 on every task is none (goal >= 20x: not met)" in influence_bench_table(bench)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "03_influence.md").write_text(
+        "a\n<!-- influence_bench:start x -->\nold\n<!-- influence_bench:end -->\nb\n"
+    )
+    page = update_influence_bench_docs(_write_json(tmp_path / "b.json", bench), tmp_path)
+    assert "old" not in page.read_text() and "window 32" in page.read_text()
+
+
+def _write_json(path, value):
+    import json
+
+    path.write_text(json.dumps(value))
+    return path

@@ -18,9 +18,13 @@ Activations follow Korthikanti et al. (2022) with a fused attention kernel (no T
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 GIB = 1024**3
 H100_BF16_PEAK_FLOPS = 989e12  # dense bf16, SXM (NVIDIA's datasheet)
+# dense fp32 without tensor cores, SXM: what stage 03 and the predictor's forward run at, since they
+# compute in float32 and torch leaves TF32 off for matmuls by default
+H100_FP32_PEAK_FLOPS = 67e12
 H100_MEMORY_GIB = 80
 
 
@@ -121,18 +125,22 @@ def selection_bill(
     predictor_flops_per_token: float = 0.0,
     gpus_flops: float = H100_BF16_PEAK_FLOPS,
     mfu: float = 0.4,
+    scoring_gpus_flops: float = H100_FP32_PEAK_FLOPS,
 ) -> dict[str, float]:
-    """GPU-hours: pretraining on `pretrain_tokens`, and scoring a pool of `pool_tokens` with each
-    method, whole or (MATES's loop) on `label_fraction` of it with the rest predicted."""
+    """GPU-hours: pretraining on `pretrain_tokens` (bf16 peak), and scoring a pool of `pool_tokens`
+    with each method, whole or (MATES's loop) on `label_fraction` of it with the rest predicted, at
+    `scoring_gpus_flops` (the kit scores and predicts in float32)."""
     blocks = pool_tokens / block_tokens
     bill = {
         "pretrain": gpu_hours(shape.training_flops_per_token(block_tokens) * pretrain_tokens, gpus_flops, mfu)
     }
     for method in ("exact", "adam_update"):
         per_block = scoring_flops_per_block(shape, method, block_tokens, validation_tokens)
-        bill[f"score_pool_{method}"] = gpu_hours(per_block * blocks, gpus_flops, mfu)
+        bill[f"score_pool_{method}"] = gpu_hours(per_block * blocks, scoring_gpus_flops, mfu)
         bill[f"label_{method}_and_predict"] = gpu_hours(
-            per_block * blocks * label_fraction + predictor_flops_per_token * pool_tokens, gpus_flops, mfu
+            per_block * blocks * label_fraction + predictor_flops_per_token * pool_tokens,
+            scoring_gpus_flops,
+            mfu,
         )
     return bill
 
@@ -285,6 +293,58 @@ def paper_scale_bill(label_fraction: float | None = None, mfu: float = 0.4) -> d
     )
 
 
+def recipe_bill(recipe_dir, gpus: int = 8, validation_tokens: int = 60_000, mfu: float = 0.4) -> list[dict]:
+    """H100-hours of the 1B recipe's own job, read from its YAMLs, each part in the precision the
+    code runs it: training in bf16 (the recipe's `bf16: true`), stage 03's scores and stage 05's
+    forward over the pool in float32. `gpus` and the validation tokens are assumed (the recipe's
+    comment says 8 GPUs; the six select halves are not tokenized offline)."""
+    import yaml
+
+    from .modeling import VocabSpec, build_model_config
+
+    def read(stage):
+        return yaml.safe_load((Path(recipe_dir) / f"{stage}.yaml").read_text())
+
+    pretrain, corpus, influence = read("pretrain"), read("corpus"), read("influence")
+    experiment, selected = read("experiment"), read("pretrain_selected")
+    shape = ModelShape.from_config(
+        build_model_config(pretrain["model_preset"], VocabSpec(PAPER_SCALE["vocab"]))
+    )
+    block = corpus["seq_len"]
+    blocks_per_step = pretrain["per_device_train_batch_size"] * pretrain["gradient_accumulation_steps"] * gpus
+    train_per_block = shape.training_flops_per_token(block) * block
+    warmup_steps = int(str(influence["checkpoint"][0]).rsplit("-", 1)[1])
+    method = influence["methods"][0]
+    parts = [
+        ("pretrain the warm-up to the scored checkpoint", f"{warmup_steps:,} steps x {blocks_per_step} blocks",
+         warmup_steps * blocks_per_step * train_per_block, H100_BF16_PEAK_FLOPS, "bf16"),
+        (f"stage 03: label {influence['max_candidates']:,} candidates ({method})", f"{influence['max_candidates']:,} blocks",
+         influence["max_candidates"] * scoring_flops_per_block(shape, method, block, validation_tokens),
+         H100_FP32_PEAK_FLOPS, "fp32"),
+        ("stage 05: predict the pool (one forward of the checkpoint)", f"{corpus['num_candidates']:,} blocks",
+         corpus["num_candidates"] * shape.forward_flops_per_token(block) * block, H100_FP32_PEAK_FLOPS, "fp32"),
+        (f"stage 06: {len(experiment['strategies'])} arms x {len(experiment['seeds'])} seed(s) of continued pretraining",
+         f"{experiment['continue_steps']} steps x {blocks_per_step} blocks each",
+         len(experiment["strategies"]) * len(experiment["seeds"]) * experiment["continue_steps"] * blocks_per_step * train_per_block,
+         H100_BF16_PEAK_FLOPS, "bf16"),
+        (f"pretrain_selected: {len(selected['arms'])} arms x {len(selected['seeds'])} seed(s) from scratch",
+         f"{selected['steps']:,} steps x {blocks_per_step} blocks each",
+         len(selected["arms"]) * len(selected["seeds"]) * selected["steps"] * blocks_per_step * train_per_block,
+         H100_BF16_PEAK_FLOPS, "bf16"),
+    ]  # fmt: skip
+    return [
+        {"work": work, "size": size, "precision": precision, "hours": gpu_hours(flops, peak, mfu)}
+        for work, size, flops, peak, precision in parts
+    ]
+
+
+def recipe_bill_markdown(rows: list[dict]) -> str:
+    lines = ["| work | size | precision | H100-hours at 40% MFU |", "|---|---|---|---|"]
+    lines += [f"| {r['work']} | {r['size']} | {r['precision']} | {r['hours']:,.1f} |" for r in rows]
+    lines.append(f"| total | | | {sum(r['hours'] for r in rows):,.1f} |")
+    return "\n".join(lines)
+
+
 def bill_markdown(bill: dict[str, float]) -> str:
     """The bill as a markdown table (docs/costs.md carries this output)."""
     labels = {
@@ -300,3 +360,5 @@ def bill_markdown(bill: dict[str, float]) -> str:
 
 if __name__ == "__main__":
     print(bill_markdown(paper_scale_bill()))
+    print()
+    print(recipe_bill_markdown(recipe_bill(Path(__file__).resolve().parents[2] / "recipes" / "codellm-1b")))

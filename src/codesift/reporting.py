@@ -317,11 +317,57 @@ def predictor_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
+def influence_bench_table(bench: dict) -> str:
+    """docs/03_influence.md's benchmark block from benchmarks/bench_influence.py's JSON: the exact
+    probe's overheads, each fast variant's time (after its one-time setup) and fidelity, the goals."""
+    exact = bench["exact_seconds_per_candidate"]
+    tasks = list(bench["variants"][0]["spearman"])
+    lines = [
+        f"{bench['date']}; {bench['machine']}; {bench['candidates']} candidates (the recipe's exact subset), "
+        f"checkpoint {bench['step']}, one run (`benchmarks/bench_influence.py`).",
+        "",
+        f"Exact: {exact:.3f} s per candidate, {bench['exact_floor_ratio']:.3f} of its floor (its own step and one "
+        f"batched validation forward; goal <= 1.2), {bench['exact_restore_share']:.2%} of it restoring weights and "
+        f"optimizer state (goal <= 5%); a MATES-style loop (reload from disk per candidate, batch-32 full-logit "
+        f"validation) {bench['mates_style_seconds_per_candidate']:.2f} s per candidate. A training step costs "
+        f"{bench['training_seconds_per_block']:.3f} s per block (batch 16).",
+        "",
+        f"| variant | s per candidate | setup (s, once) | x a trained block | speed-up vs exact | "
+        f"Spearman ({' / '.join(tasks)}) | top-20% Jaccard |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in bench["variants"]:
+        lines.append(
+            f"| `{v['variant']}` | {v['seconds_per_candidate']:.3f} | {v['setup_seconds']:.1f} | "
+            f"{v['x_training_cost']:.2f} | {v['speedup']:.1f}x | "
+            + " / ".join(f"{v['spearman'][t]:.3f}" for t in tasks) + " | "
+            + " / ".join(f"{v['top20_jaccard'][t]:.2f}" for t in tasks) + " |"
+        )  # fmt: skip
+    by_name = {v["variant"]: v for v in bench["variants"]}
+    lines.append("")
+    for key, threshold, goal in (("cheapest_at_0.95", 0.95, 50), ("best_at_0.98", 0.98, 20)):
+        found = by_name.get(bench[key])
+        lines.append(
+            f"Goal: the fastest variant at Spearman >= {threshold} on every task is "
+            + (f"`{found['variant']}`, {found['speedup']:.1f}x faster than exact" if found else "none")
+            + f" (goal >= {goal}x: {'met' if found and found['speedup'] >= goal else 'not met'})."
+        )
+    return "\n".join(lines)
+
+
 def update_predictor_docs(bench_file: str | Path, root: str | Path) -> Path:
     """docs/05_predictor.md's measured block from the predictor benchmark's JSON."""
     page = Path(root) / "docs" / "05_predictor.md"
     bench = json.loads(Path(bench_file).read_text())
     page.write_text(replace_block(page.read_text(), "predictor", predictor_table(bench)))
+    return page
+
+
+def update_influence_bench_docs(bench_file: str | Path, root: str | Path) -> Path:
+    """docs/03_influence.md's benchmark block from the influence benchmark's JSON."""
+    page = Path(root) / "docs" / "03_influence.md"
+    bench = json.loads(Path(bench_file).read_text())
+    page.write_text(replace_block(page.read_text(), "influence_bench", influence_bench_table(bench)))
     return page
 
 
