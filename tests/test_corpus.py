@@ -485,3 +485,47 @@ def test_jsonl_and_parquet_folders_are_read_through_the_mapping(tmp_path, kind):
     )
     with pytest.raises(CorpusError, match="is not a folder"):
         collect_documents(CorpusArguments(sources=[f"{kind}:{tmp_path / 'none'}"], validation_sets=None))
+
+
+@pytest.mark.slow
+def test_the_slurm_executor_submits_dependent_arrays_that_make_the_local_corpus(
+    tmp_path, planted_corpus, humaneval_sets, monkeypatch
+):
+    """`executor: slurm` through datatrove's real submission path (job arrays, pickled pipelines,
+    dependencies) on a stand-in `sbatch` that runs each job at once: the same documents and blocks as
+    the local executor, each stage's sbatch script with its own options (`stages:`), every stage
+    after the first submitted with a dependency on the one before."""
+    from datasets import load_from_disk
+    from fake_slurm import install_fake_slurm, slurm_environment, submissions
+
+    bin_folder, log = install_fake_slurm(tmp_path / "bin")
+    for key, value in slurm_environment(bin_folder, log).items():
+        monkeypatch.setenv(key, value)
+    build_corpus(corpus_args(planted_corpus), tmp_path / "local", humaneval_sets, tmp_path / "work-local")
+    options = {"partition": "cpu", "time": "1:00:00", "stages": {"minhash_cluster": {"mem_per_cpu_gb": 8}}}
+    slurm = corpus_args(planted_corpus, executor="slurm", tasks=2, executor_options=options)
+    build_corpus(slurm, tmp_path / "slurm", humaneval_sets, tmp_path / "work-slurm")
+
+    for part in ("documents", "blocks"):
+        local, remote = (load_from_disk(str(tmp_path / run / part)) for run in ("local", "slurm"))
+        if part == "documents":
+            assert local["doc_id"] == remote["doc_id"]
+        else:
+            assert all(local[split][:] == remote[split][:] for split in ("train", "candidates"))
+    scripts = {s: (tmp_path / "work-slurm" / "logs" / s / "launch_script.slurm").read_text()
+               for s in ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter", "tokenize")}  # fmt: skip
+    assert "#SBATCH --mem-per-cpu=8G" in scripts["minhash_cluster"]
+    assert "#SBATCH --mem-per-cpu=2G" in scripts["filter"] and "#SBATCH --array=0-1" in scripts["filter"]
+    jobs = [job for job in submissions(log) if "launch_pickled_pipeline" in job["script"]]
+    assert len(jobs) == 5 and not any(a.startswith("--dependency") for a in jobs[0]["args"])
+    assert all(any(a.startswith("--dependency=afterok:") for a in job["args"]) for job in jobs[1:4])
+
+
+def test_a_stage_option_for_no_stage_is_refused():
+    from codesift.prepare.pipeline import stage_options
+
+    options = {"partition": "cpu", "stages": {"minhash_buckets": {"time": "2:00:00"}}}
+    assert stage_options(options, "minhash_buckets") == {"partition": "cpu", "time": "2:00:00"}
+    assert stage_options(options, "filter") == {"partition": "cpu"}
+    with pytest.raises(CorpusError, match=r"unknown stage\(s\) \['minhash'\]"):
+        stage_options({"stages": {"minhash": {}}}, "filter")

@@ -143,7 +143,10 @@ class CorpusArguments:
     workers: int = field(default=1, metadata={"help": "Tasks run at once by the local executor."})
     executor_options: dict = field(
         default_factory=dict,
-        metadata={"help": "Extra executor arguments, e.g. {partition: cpu, time: '4:00:00'} for slurm."},
+        metadata={
+            "help": "Extra executor arguments, e.g. {partition: cpu, time: '4:00:00'} for slurm; a stage's own "
+            "under stages: {minhash_buckets: {time: '12:00:00'}}."
+        },
     )
     work_dir: str | None = field(
         default=None, metadata={"help": "Where the tasks write (default: .<output_dir name>.work beside it)."}

@@ -430,12 +430,28 @@ def tokenized_row(writer, document: Document) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+PIPELINE_STAGES = ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter", "tokenize")
+
+
+def stage_options(executor_options: dict, stage: str) -> dict:
+    """One stage's executor arguments: the common ones, then the stage's own under `stages`, e.g.
+    `{partition: cpu, time: "4:00:00", stages: {minhash_buckets: {time: "12:00:00", mem_per_cpu_gb: 8}}}`
+    (each datatrove stage asks for what it needs, as datatrove's own MinHash example does)."""
+    own = executor_options.get("stages") or {}
+    unknown = sorted(set(own) - set(PIPELINE_STAGES))
+    if unknown:
+        raise CorpusError(
+            f"executor_options.stages: unknown stage(s) {unknown}; stages: {', '.join(PIPELINE_STAGES)}"
+        )
+    return {**{k: v for k, v in executor_options.items() if k != "stages"}, **own.get(stage, {})}
+
+
 def make_executor(
     args: CorpusArguments, work: Path, name: str, pipeline: list, tasks: int, workers: int, depends=None
 ):
     """A datatrove executor for one stage: local (here), slurm or ray, from the recipe."""
     logging_dir = str(work / "logs" / name)
-    options = dict(args.executor_options)
+    options = stage_options(args.executor_options, name)
     if args.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
 
