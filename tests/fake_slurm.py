@@ -1,5 +1,6 @@
 """A stand-in Slurm for tests: `sbatch` runs the submitted script at once, once per array index
-(SLURM_ARRAY_TASK_ID set, as Slurm sets it), and `srun` runs its command. Jobs run in submission
+(SLURM_ARRAY_TASK_ID set, as Slurm sets it), `srun` runs its command, and `scontrol show hostnames`
+names the one node. Jobs run in submission
 order, which is dependency order for datatrove (it submits a job's dependency first), so a chain of
 dependent job arrays runs as Slurm would run it on one node; every submission is logged (its
 arguments and script) so a test can check what was asked for."""
@@ -50,11 +51,17 @@ while args:
 os.execvp(command[0], command)
 """
 
+SCONTROL = """#!{python}
+import sys
+if sys.argv[1:3] == ["show", "hostnames"]:
+    print(sys.argv[3])
+"""
+
 
 def install_fake_slurm(folder: Path) -> tuple[Path, Path]:
-    """(bin folder to put first on PATH, the submissions log) with `sbatch` and `srun` in it."""
+    """(bin folder to put first on PATH, the submissions log) with `sbatch`, `srun` and `scontrol`."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (("sbatch", SBATCH), ("srun", SRUN)):
+    for name, text in (("sbatch", SBATCH), ("srun", SRUN), ("scontrol", SCONTROL)):
         path = folder / name
         path.write_text(text.format(python=sys.executable))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)

@@ -529,3 +529,30 @@ def test_a_stage_option_for_no_stage_is_refused():
     assert stage_options(options, "filter") == {"partition": "cpu"}
     with pytest.raises(CorpusError, match=r"unknown stage\(s\) \['minhash'\]"):
         stage_options({"stages": {"minhash": {}}}, "filter")
+
+
+@pytest.mark.slow
+def test_the_ray_executor_on_a_local_cluster_makes_the_local_corpus(tmp_path, planted_corpus, humaneval_sets):
+    """`executor: ray` with two tasks on a Ray cluster started here: the same documents and blocks as
+    the local executor (Ray comes with `pip install -r requirements-cluster.txt`; CI installs it)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed: pip install -r requirements-cluster.txt")
+    from datasets import load_from_disk
+
+    build_corpus(corpus_args(planted_corpus), tmp_path / "local", humaneval_sets, tmp_path / "work-local")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        options = {"mem_per_cpu_gb": 0.5, "stages": {"minhash_cluster": {"cpus_per_task": 2}}}
+        args = corpus_args(planted_corpus, executor="ray", tasks=2, workers=2, executor_options=options)
+        build_corpus(args, tmp_path / "ray", humaneval_sets, tmp_path / "work-ray")
+    finally:
+        ray.shutdown()
+    local, remote = (load_from_disk(str(tmp_path / run / "documents")) for run in ("local", "ray"))
+    assert local["doc_id"] == remote["doc_id"] and len(local) > 3
+    local, remote = (load_from_disk(str(tmp_path / run / "blocks")) for run in ("local", "ray"))
+    assert all(local[split][:] == remote[split][:] for split in ("train", "candidates"))
+    logs = tmp_path / "work-ray" / "logs"
+    asked = {
+        stage: json.loads((logs / stage / "executor.json").read_text())["cpus_per_task"]
+        for stage in ("filter", "minhash_cluster")
+    }
+    assert asked == {"filter": 1, "minhash_cluster": 2}  # each stage's own resources

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -559,6 +560,16 @@ def tokenize_executor(args: CorpusArguments, work: Path, tokenizer_dir: Path):
     return make_executor(args, work, "tokenize", pipeline, args.tasks, args.workers)
 
 
+def join_ray() -> None:
+    """Connect to the Ray cluster RAY_ADDRESS names (or that `ray start` runs here), else start one on
+    this machine; a driver that already called `ray.init` keeps its own."""
+    import ray
+
+    if not ray.is_initialized():
+        context = ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+        logger.info("corpus pipeline on Ray: %s", context.address_info.get("address", "a local cluster"))
+
+
 def run_executors(executors: list, work: Path) -> bool:
     """Run (locally) or submit (Slurm, Ray) the chain; True when every task of every stage is done.
 
@@ -567,6 +578,8 @@ def run_executors(executors: list, work: Path) -> bool:
     log = work / "logs" / "datatrove.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     local = executors[0].__class__.__name__ == "LocalPipelineExecutor"
+    if executors[0].__class__.__name__ == "RayPipelineExecutor":
+        join_ray()
     with open(log, "a", encoding="utf-8") as sink, contextlib.redirect_stderr(sink):
         for executor in executors if local else executors[-1:]:
             stage = Path(str(executor.logging_dir.path)).name
