@@ -556,3 +556,53 @@ def test_the_ray_executor_on_a_local_cluster_makes_the_local_corpus(tmp_path, pl
         for stage in ("filter", "minhash_cluster")
     }
     assert asked == {"filter": 1, "minhash_cluster": 2}  # each stage's own resources
+
+
+def test_packing_in_slices_gives_the_one_stream_blocks():
+    """Each task packs the blocks that start in its shard, from the shards' token counts alone;
+    in rank order they are one packer's blocks (ids, tokens, documents, languages), for shards
+    that are empty, shorter than a block, or end exactly on a block boundary."""
+    import random
+
+    from codesift.prepare.packing import pack_slice
+
+    rng = random.Random(0)
+    for _ in range(300):
+        shards = [
+            [
+                {"doc_id": f"{s}-{d}", "input_ids": [rng.randrange(100) for _ in range(rng.randrange(0, 40))],
+                 "language": rng.choice(["python", "cpp"])}
+                for d in range(rng.randrange(0, 5))
+            ]
+            for s in range(rng.randrange(1, 6))
+        ]  # fmt: skip
+        seq_len = rng.choice([2, 3, 8, 16, 64])
+        one = BlockPacker(seq_len, -1)
+        expected = [
+            b for shard in shards for r in shard for b in one.add(r["doc_id"], r["input_ids"], r["language"])
+        ]
+        counts = [sum(len(r["input_ids"]) + 1 for r in shard) for shard in shards]
+        sliced = [
+            b
+            for rank in range(len(shards))
+            for b in pack_slice(shards.__getitem__, rank, counts, seq_len, -1)
+        ]
+        assert sliced == expected
+
+
+def test_each_task_streams_its_own_hub_files(tmp_path):
+    """Two tasks over a dataset of three files: each streams whole files of its own (two and one),
+    none the other's (split by node, both would read all three and keep every other row)."""
+    from datasets import Dataset
+
+    from codesift.prepare.sources import hub_stream
+
+    folder = tmp_path / "hub_files"
+    folder.mkdir()
+    for shard in range(3):
+        rows = [{"content": f"x = {shard * 10 + i}\n"} for i in range(3)]
+        Dataset.from_list(rows).to_parquet(str(folder / f"train-{shard:05d}-of-00003.parquet"))
+    args = CorpusArguments(sources=["hub"], hub_dataset=str(folder), hub_column_mapping={"text": "content"})
+    tasks = [[row["content"] for row in hub_stream(args, rank, 2)] for rank in range(2)]
+    assert tasks[0] == [f"x = {n}\n" for n in (0, 1, 2, 10, 11, 12)]
+    assert tasks[1] == [f"x = {n}\n" for n in (20, 21, 22)]

@@ -34,7 +34,7 @@ from ..plots import plot_corpus_lengths, plot_dropped
 from ..provenance import changes, make_record, read_record, up_to_date, write_record
 from ..utils import atomic_directory, read_json, save_to_disk, set_seed, write_json
 from .filters import validation_problems as problem_triples
-from .packing import BlockPacker, split_train_candidates
+from .packing import split_train_candidates
 from .sources import DOCUMENT_COLUMNS, CorpusError, check_sources
 from .tasks import tokenize_validation_sets
 from .tokenizer import load_tokenizer, train_bpe_tokenizer
@@ -230,16 +230,16 @@ def tokenize_documents(args: CorpusArguments, work: Path) -> None:
         raise CorpusPending(work)
 
 
-def pack_blocks(work: Path, seq_len: int, eos_token_id: int, packer: BlockPacker) -> Iterator[dict]:
-    for row in parquet_rows(work / "tokenized"):
-        yield from packer.add(row["doc_id"], row["input_ids"], row["language"])
-
-
-def blocks_dataset_dict(work: Path, seq_len: int, eos_token_id: int, num_candidates: int, seed: int):
-    """All tokenized documents packed as one stream (in rank order), then split into `train` and
-    `candidates`; returns (DatasetDict, packing stats). Blocks stream to the work folder's cache."""
+def blocks_dataset_dict(args: CorpusArguments, work: Path, eos_token_id: int):
+    """The tokenized documents packed as one stream (in rank order; packed in `args.tasks` tasks,
+    each from where its shard starts, the same blocks as one task), then split into `train` and
+    `candidates`; returns (DatasetDict, packing stats)."""
     from datasets import Dataset, DatasetDict, Features, Sequence, Value
 
+    from .pipeline import pack_executor, run_executors, shard_stream_tokens
+
+    if not run_executors([pack_executor(args, work, eos_token_id)], work):
+        raise CorpusPending(work)
     features = Features(
         {
             "block_id": Value("int64"),
@@ -250,21 +250,17 @@ def blocks_dataset_dict(work: Path, seq_len: int, eos_token_id: int, num_candida
     )
     cache = work / "cache" / "blocks"
     shutil.rmtree(cache, ignore_errors=True)
-    packer = BlockPacker(seq_len, eos_token_id)
     blocks = Dataset.from_generator(
-        pack_blocks,
-        gen_kwargs={"work": work, "seq_len": seq_len, "eos_token_id": eos_token_id, "packer": packer},
-        features=features,
-        cache_dir=str(cache),
+        parquet_rows, gen_kwargs={"folder": work / "blocks"}, features=features, cache_dir=str(cache)
     )
-    train_idx, candidate_idx = split_train_candidates(len(blocks), num_candidates, seed)
+    train_idx, candidate_idx = split_train_candidates(len(blocks), args.num_candidates, args.seed)
     stats = {
-        "seq_len": seq_len,
+        "seq_len": args.seq_len,
         "blocks": len(blocks),
         "train_blocks": len(train_idx),
         "candidate_blocks": len(candidate_idx),
-        "tokens_in_blocks": len(blocks) * seq_len,
-        "tail_tokens_dropped": packer.tail,
+        "tokens_in_blocks": len(blocks) * args.seq_len,
+        "tail_tokens_dropped": sum(shard_stream_tokens(work, args.tasks)) - len(blocks) * args.seq_len,
     }
     return DatasetDict({"train": blocks.select(train_idx), "candidates": blocks.select(candidate_idx)}), stats
 
@@ -337,9 +333,7 @@ def build_corpus(
     tokenize_documents(args, work)
     documents = documents_with_tokens(work, documents)
     save_to_disk(documents, output_dir / "documents")
-    blocks, packing = blocks_dataset_dict(
-        work, args.seq_len, tokenizer.eos_token_id, args.num_candidates, args.seed
-    )
+    blocks, packing = blocks_dataset_dict(args, work, tokenizer.eos_token_id)
     save_to_disk(blocks, output_dir / "blocks")
     timings["blocks_s"] = round(time.perf_counter() - start, 2)
 

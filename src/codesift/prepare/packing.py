@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import CodesiftError
 from ..utils import stable_seed
@@ -26,10 +27,13 @@ class BlockPacker:
         self.buffer_languages: Counter = Counter()
         self.next_block_id = 0
 
-    def add(self, doc_id: str, input_ids: list[int], language: str | None = None) -> Iterator[dict]:
-        """Append one document (and its EOS); yield every block it completes. With `language`,
-        each block also carries the language of most of its tokens (the first on a tie)."""
-        stream = list(input_ids) + [self.eos]
+    def add(
+        self, doc_id: str, input_ids: list[int], language: str | None = None, skip: int = 0
+    ) -> Iterator[dict]:
+        """Append one document (and its EOS), less its first `skip` tokens; yield every block it
+        completes. With `language`, each block also carries the language of most of its tokens
+        (the first on a tie)."""
+        stream = (list(input_ids) + [self.eos])[skip:]
         start = 0
         while start < len(stream):
             take = min(self.seq_len - len(self.buffer), len(stream) - start)
@@ -61,6 +65,43 @@ def pack_documents(documents: Iterable[tuple[str, list[int]]], seq_len: int, eos
     packer = BlockPacker(seq_len, eos_token_id)
     blocks = [block for doc_id, ids in documents for block in packer.add(doc_id, ids)]
     return blocks, packer.tail
+
+
+def stream_starts(token_counts: list[int]) -> list[int]:
+    """Where each shard's tokens (its documents, each with its EOS) start in the one stream of all
+    shards in rank order; the total last."""
+    return list(itertools.accumulate(token_counts, initial=0))
+
+
+def pack_slice(
+    shard_rows: Callable[[int], Iterable[dict]],
+    rank: int,
+    token_counts: list[int],
+    seq_len: int,
+    eos_token_id: int,
+) -> Iterator[dict]:
+    """The blocks of the one stream that start inside shard `rank` (the last may end in a later
+    shard), from the shards' token counts alone: task r skips to its first block boundary and packs
+    on. Concatenated in rank order, the tasks' blocks are one packer's over all shards: the same ids,
+    tokens, documents and languages, so packing runs in as many tasks as tokenizing did."""
+    starts = stream_starts(token_counts)
+    first, stop = -(-starts[rank] // seq_len), -(-starts[rank + 1] // seq_len)
+    if first >= stop:
+        return
+    packer = BlockPacker(seq_len, eos_token_id)
+    packer.next_block_id = first
+    skip = first * seq_len - starts[rank]  # tokens of a block that started in an earlier shard
+    for shard in range(rank, len(token_counts)):
+        for row in shard_rows(shard):
+            length = len(row["input_ids"]) + 1
+            if skip >= length:
+                skip -= length
+                continue
+            for block in packer.add(row["doc_id"], row["input_ids"], row.get("language"), skip=skip):
+                yield block
+                if block["block_id"] + 1 >= stop:
+                    return
+            skip = 0
 
 
 def split_train_candidates(n_blocks: int, num_candidates: int, seed: int) -> tuple[list[int], list[int]]:

@@ -177,7 +177,8 @@ class LocalCodeReader(PipelineStep):
 
 class HubReader(PipelineStep):
     """A Hub dataset (or a local dataset folder) streamed through the column mapping; each task
-    reads its share (`datasets.distributed.split_dataset_by_node`)."""
+    streams its own files (`IterableDataset.shard`; with fewer files than tasks, every task reads
+    them all and keeps its share of the rows)."""
 
     name = "hub reader"
     type = "📖 - READER"
@@ -400,9 +401,9 @@ class TokenizeDocuments(PipelineStep):
     name = "tokenize"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, tokenizer_dir: str, batch_size: int = 512):
+    def __init__(self, tokenizer_dir: str, counts_dir: str, batch_size: int = 512):
         super().__init__()
-        self.tokenizer_dir, self.batch_size = tokenizer_dir, batch_size
+        self.tokenizer_dir, self.counts_dir, self.batch_size = tokenizer_dir, counts_dir, batch_size
 
     def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         from datatrove.utils.batching import batched
@@ -410,12 +411,70 @@ class TokenizeDocuments(PipelineStep):
         from .tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(self.tokenizer_dir)
+        stream_tokens = 0
         for batch in batched(data, self.batch_size):
             encoded = tokenizer([d.text for d in batch], add_special_tokens=False, verbose=False)["input_ids"]
             for document, ids in zip(batch, encoded, strict=True):
                 document.metadata["input_ids"] = ids
                 self.stat_update("tokens", value=len(ids))
+                stream_tokens += len(ids) + 1  # and the EOS packing adds
                 yield document
+        # what packing in parallel needs from each shard: where its tokens start in the one stream
+        Path(self.counts_dir).mkdir(parents=True, exist_ok=True)
+        (Path(self.counts_dir) / f"{rank:05d}.json").write_text(json.dumps({"stream_tokens": stream_tokens}))
+
+
+def shard_stream_tokens(work: Path, shards: int) -> list[int]:
+    """Each tokenized shard's tokens with their EOS, as the tokenize tasks counted them (counted
+    from the parquet file for a work folder tokenized before they did)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    counts = []
+    for rank in range(shards):
+        file = work / "tokenized_counts" / f"{rank:05d}.json"
+        if file.is_file():
+            counts.append(json.loads(file.read_text())["stream_tokens"])
+            continue
+        found = rank_files(work / "tokenized", rank)
+        table = pq.read_table(found[0], columns=["input_ids"]) if found else None
+        counts.append(
+            0
+            if table is None
+            else int(pc.sum(pc.list_value_length(table["input_ids"])).as_py() or 0) + len(table)
+        )
+    return counts
+
+
+class PackBlocks(PipelineStep):
+    """One task's blocks of the one stream (`packing.pack_slice`): those that start in its own
+    tokenized shard, reading into the next shards for the last one."""
+
+    name = "pack"
+    type = "📦 - PACKER"
+
+    def __init__(self, tokenized_dir: str, token_counts: list[int], seq_len: int, eos_token_id: int):
+        super().__init__()
+        self.tokenized_dir, self.token_counts = tokenized_dir, token_counts
+        self.seq_len, self.eos_token_id = seq_len, eos_token_id
+
+    def shard_rows(self, shard: int) -> Iterator[dict]:
+        import pyarrow.parquet as pq
+
+        for file in rank_files(Path(self.tokenized_dir), shard):
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=1000):
+                yield from batch.to_pylist()
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        from .packing import pack_slice
+
+        for block in pack_slice(self.shard_rows, rank, self.token_counts, self.seq_len, self.eos_token_id):
+            self.stat_update("blocks")
+            yield Document(text="", id=str(block["block_id"]), metadata={"block": block})
+
+
+def block_row(writer, document: Document) -> dict:
+    return document.metadata["block"]
 
 
 def tokenized_row(writer, document: Document) -> dict:
@@ -431,7 +490,7 @@ def tokenized_row(writer, document: Document) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-PIPELINE_STAGES = ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter", "tokenize")
+PIPELINE_STAGES = ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter", "tokenize", "pack")
 
 
 def stage_options(executor_options: dict, stage: str) -> dict:
@@ -554,10 +613,20 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
 def tokenize_executor(args: CorpusArguments, work: Path, tokenizer_dir: Path):
     pipeline = [
         RankShardReader(str(work / "documents")),
-        TokenizeDocuments(str(tokenizer_dir)),
+        TokenizeDocuments(str(tokenizer_dir), str(work / "tokenized_counts")),
         parquet_writer(work / "tokenized", tokenized_row),
     ]
     return make_executor(args, work, "tokenize", pipeline, args.tasks, args.workers)
+
+
+def pack_executor(args: CorpusArguments, work: Path, eos_token_id: int):
+    """Packing in as many tasks as tokenizing: each task packs the blocks that start in its shard."""
+    counts = shard_stream_tokens(work, args.tasks)
+    pipeline = [
+        PackBlocks(str(work / "tokenized"), counts, args.seq_len, eos_token_id),
+        parquet_writer(work / "blocks", block_row),
+    ]
+    return make_executor(args, work, "pack", pipeline, args.tasks, args.workers)
 
 
 def join_ray() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import importlib.metadata
+import logging
 import os
 import re
 import sysconfig
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from ..configs import CorpusArguments
 from ..errors import CodesiftError
+
+logger = logging.getLogger(__name__)
 
 DOCUMENT_COLUMNS = ["doc_id", "text", "path", "source", "package", "language", "license", "sha256"]
 LANGUAGE_BY_EXTENSION = {
@@ -263,4 +266,12 @@ def hub_stream(args: CorpusArguments, rank: int, world_size: int):
     stream = load_dataset(
         args.hub_dataset, args.hub_config, data_dir=args.hub_data_dir, split=args.hub_split, streaming=True
     )
-    return split_dataset_by_node(stream, rank=rank, world_size=world_size) if world_size > 1 else stream
+    if world_size == 1:
+        return stream
+    if stream.num_shards >= world_size:  # each task streams its own files, none reads another's
+        return stream.shard(num_shards=world_size, index=rank, contiguous=True)
+    logger.warning(
+        "%s has %d file(s) for %d tasks: every task reads every file and keeps every %d-th row",
+        args.hub_dataset, stream.num_shards, world_size, world_size,
+    )  # fmt: skip
+    return split_dataset_by_node(stream, rank=rank, world_size=world_size)
