@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 from datasets import load_from_disk
-from helpers import run_on_two_cpu_processes, train
+from helpers import run_on_two_cpu_processes, run_script, train
 
 from codesift.configs import InfluenceArguments
 from codesift.influence import (
@@ -718,3 +718,49 @@ def test_callback_options_are_the_stage_03_arguments(micro_corpus):
     for option in ("max_grad_norm", "shard_size", "candidate"):
         with pytest.raises(InfluenceError, match=f"no option\\(s\\) \\['{option}'\\]"):
             InfluenceCallback(steps=[1], **{option: 1})
+
+
+@pytest.mark.slow
+def test_the_exact_probe_steps_in_the_precision_the_run_trained_in(micro_corpus, tmp_path):
+    """A run trained with bf16 autocast: the probe's step on a block is the step the Trainer itself
+    takes next on that block (not a float32 step), and scoring.json says what ran in what."""
+    from datasets import Dataset
+    from transformers import Trainer
+
+    from codesift.influence.exact import training_step
+    from codesift.influence.scoring import run_precision
+    from codesift.training import CausalLMCollator
+
+    constant = ["--lr_scheduler_type", "constant", "--warmup_steps", 0]  # one lr, however many steps planned
+    train(micro_corpus, tmp_path / "run", "--max_steps", 2, "--save_steps", 2, "--bf16", "true", *constant)
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    block = load_from_disk(str(micro_corpus / "blocks"))["candidates"][0]["input_ids"]
+
+    model, optimizer, args, step = load_checkpoint_for_scoring(checkpoint)
+    assert run_precision(args) == torch.bfloat16
+    args.max_steps, args.per_device_train_batch_size, args.save_strategy = step + 1, 1, "no"
+    args.output_dir, args.eval_strategy, args.logging_strategy = str(tmp_path / "next"), "no", "no"
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": [block]}),
+                      data_collator=CausalLMCollator(0))  # fmt: skip
+    trainer.train(resume_from_checkpoint=str(checkpoint))
+    stepped = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+
+    def probe(dtype):
+        model, optimizer, args, _ = load_checkpoint_for_scoring(checkpoint)
+        training_step(model, optimizer, torch.as_tensor(block), args.max_grad_norm, dtype)
+        return max(float((p.detach() - stepped[name]).abs().max()) for name, p in model.named_parameters())
+
+    assert probe(torch.bfloat16) < 1e-7 < probe(None)
+    out = tmp_path / "scores"
+    done = run_script(
+        "compute_influence.py", "--config", "recipes/tiny/influence.yaml", "--checkpoint", checkpoint,
+        "--candidates", micro_corpus / "blocks", "--validation_sets", micro_corpus / "validation_tokenized",
+        "--tasks", "humaneval", "--max_candidates", 2, "--methods", "exact", "--output_dir", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    precision = json.loads((out / "step-2" / "exact" / "scoring.json").read_text())["precision"]
+    assert (
+        precision["exact_step"] == "bfloat16 autocast, as the run trained"
+        and precision["weights"] == "float32"
+    )
+    assert "the exact probe steps in bfloat16 autocast" in done.stderr

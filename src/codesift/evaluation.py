@@ -115,7 +115,10 @@ def load_model_for_evaluation(name_or_path: str):
 
     if not Path(name_or_path).exists() and name_or_path.startswith(("outputs/", ".", "/")):
         raise EvaluationError(f"no model at {name_or_path}")
-    model = AutoModelForCausalLM.from_pretrained(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path)  # in the dtype it was saved in
+    logger.info(
+        "evaluating %s: %s weights as saved, losses and generation in that dtype", name_or_path, model.dtype
+    )
     tokenizer = load_tokenizer(name_or_path)
     return model.eval(), tokenizer
 

@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from ..data import check_blocks, load_candidates, load_eval_datasets
 from ..utils import atomic_directory, save_to_disk, write_json
 from .exact import TrainingStateSnapshot
-from .scoring import make_scorer, score_rows, scores_folder
+from .scoring import make_scorer, run_precision, score_rows, scores_folder
 from .validation import InfluenceError, ValidationBatches
 
 # Imported inside the functions that use them (heavy or optional): datasets, torch.
@@ -113,6 +113,7 @@ class InfluenceCallback(TrainerCallback):
                 self.args.batch_size if batched else 1,
                 self.args.top_layers if batched else None,
                 self.args.window if batched else None,
+                autocast_dtype=run_precision(args),  # the probe steps as the run does
             )
             rows = score_rows(
                 scorer,

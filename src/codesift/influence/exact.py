@@ -82,13 +82,22 @@ def require_optimizer_state(optimizer) -> None:
         )
 
 
-def training_step(model, optimizer, input_ids: torch.Tensor, max_grad_norm: float | None) -> float:
-    """One optimizer step on one block, as the Trainer takes it (mean token loss, clip, step)."""
+def training_step(
+    model,
+    optimizer,
+    input_ids: torch.Tensor,
+    max_grad_norm: float | None,
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """One optimizer step on one block, as the Trainer takes it (mean token loss, clip, step), the
+    forward under the run's mixed precision (`autocast_dtype`: bf16 or fp16 autocast, as the
+    Trainer's `bf16`/`fp16`; None: float32)."""
     model.train()
     model.zero_grad(set_to_none=True)
     batch = input_ids.reshape(1, -1)
     # the same inputs the Trainer's collator gives (an all-ones mask selects the same attention path)
-    loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+    with torch.autocast(batch.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
     loss.backward()
     if max_grad_norm:
         torch.nn.utils.clip_grad_norm_(trainable_params(optimizer), max_grad_norm)
@@ -102,10 +111,17 @@ class ExactScorer(OneAtATime):
 
     method = "exact"
 
-    def __init__(self, model, optimizer, validation: ValidationBatches, max_grad_norm: float | None):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        validation: ValidationBatches,
+        max_grad_norm: float | None,
+        autocast_dtype: torch.dtype | None = None,
+    ):
         require_optimizer_state(optimizer)
         self.model, self.optimizer, self.validation = model, optimizer, validation
-        self.max_grad_norm = max_grad_norm
+        self.max_grad_norm, self.autocast_dtype = max_grad_norm, autocast_dtype
         self.snapshot = TrainingStateSnapshot(model, optimizer)
         self.loss_before = validation.losses(model)  # once per checkpoint
         self.seconds = {"step": 0.0, "validation": 0.0, "restore": 0.0}  # where the time goes (benchmarks)
@@ -115,7 +131,9 @@ class ExactScorer(OneAtATime):
         the block's own loss before the step."""
         start = time.perf_counter()
         try:
-            candidate_loss = training_step(self.model, self.optimizer, input_ids, self.max_grad_norm)
+            candidate_loss = training_step(
+                self.model, self.optimizer, input_ids, self.max_grad_norm, self.autocast_dtype
+            )
             stepped = time.perf_counter()
             after = self.validation.losses(self.model)
             validated = time.perf_counter()

@@ -41,12 +41,14 @@ class Method:
 
     name: str
     description: str
-    build: Callable[..., Scorer]  # (model, optimizer, validation, max_grad_norm, batch_size, top_layers)
+    build: Callable[
+        ..., Scorer
+    ]  # (model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast)
     refuses: Callable[[int, int | None], str | None] = lambda batch_size, top_layers: None
 
 
-def build_exact(model, optimizer, validation, max_grad_norm, batch_size, top_layers) -> Scorer:
-    return ExactScorer(model, optimizer, validation, max_grad_norm)
+def build_exact(model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast) -> Scorer:
+    return ExactScorer(model, optimizer, validation, max_grad_norm, autocast)
 
 
 def exact_refuses(batch_size: int, top_layers: int | None) -> str | None:
@@ -56,7 +58,7 @@ def exact_refuses(batch_size: int, top_layers: int | None) -> str | None:
 
 
 def first_order_builder(method: str):
-    def build(model, optimizer, validation, max_grad_norm, batch_size, top_layers) -> Scorer:
+    def build(model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast) -> Scorer:
         if batch_size > 1:
             return BatchedFirstOrderScorer(
                 model, optimizer, validation, max_grad_norm, method, top_layers, batch_size=batch_size
@@ -66,7 +68,7 @@ def first_order_builder(method: str):
     return build
 
 
-def build_forward(model, optimizer, validation, max_grad_norm, batch_size, top_layers) -> Scorer:
+def build_forward(model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast) -> Scorer:
     return ForwardDifferenceScorer(model, optimizer, validation, max_grad_norm, batch_size)
 
 
@@ -117,7 +119,10 @@ def make_scorer(
     batch_size: int = 1,
     top_layers: int | None = None,
     window: int | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> Scorer:
+    """The method's scorer. `autocast_dtype` is the run's mixed precision, in which the exact probe
+    takes its step (the fast methods model the step in float32)."""
     if method not in SCORERS:
         raise InfluenceError(f"unknown influence method {method!r}; methods: {', '.join(METHODS)}")
     if method != "grad_dot" and all(group["lr"] == 0 for group in optimizer.param_groups):
@@ -130,7 +135,9 @@ def make_scorer(
         raise InfluenceError(problem)
     if window is not None and method == "exact":
         raise InfluenceError("the exact method steps on the whole block: window null")
-    scorer = SCORERS[method].build(model, optimizer, validation, max_grad_norm, batch_size, top_layers)
+    scorer = SCORERS[method].build(
+        model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast_dtype
+    )
     return scorer if window is None else WindowedScorer(scorer, window)
 
 
@@ -218,6 +225,26 @@ def collect_shards(shard_dir: Path, candidates):
 # ----------------------------------------------------------------------------------------------
 # A saved checkpoint -> the Trainer's own model and optimizer
 # ----------------------------------------------------------------------------------------------
+
+
+def run_precision(train_args) -> torch.dtype | None:
+    """The autocast dtype the run trained in (the Trainer's `bf16`/`fp16`), None for float32."""
+    if getattr(train_args, "bf16", False):
+        return torch.bfloat16
+    return torch.float16 if getattr(train_args, "fp16", False) else None
+
+
+def precision_record(model, train_args) -> dict:
+    """What the scores were computed in, for scoring.json and the log."""
+    step = run_precision(train_args)
+    return {
+        "weights": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "exact_step": f"{str(step).removeprefix('torch.')} autocast, as the run trained"
+        if step
+        else "float32, as the run trained",
+        "validation_losses": "float32",
+        "fast_methods": "float32",
+    }
 
 
 def load_checkpoint_for_scoring(checkpoint: str | Path, device="cpu"):
@@ -392,6 +419,11 @@ def run_influence_stage(args) -> dict:
     for checkpoint in args.checkpoint:
         model, optimizer, train_args, step = load_checkpoint_for_scoring(checkpoint, device)
         check_blocks(candidates, model.config, args.candidates)
+        precision = precision_record(model, train_args)
+        logger.info(
+            "%s: %s weights as saved; the exact probe steps in %s; validation losses and fast methods in float32",
+            checkpoint, precision["weights"], precision["exact_step"],
+        )  # fmt: skip
         validation = ValidationBatches(
             task_sets, args.eval_batch_size, model.config.pad_token_id or 0, device
         )
@@ -419,8 +451,9 @@ def run_influence_stage(args) -> dict:
             state.wait_for_everyone()
             start = time.perf_counter()
             scorer = make_scorer(
-                method, model, optimizer, validation, max_grad_norm, *scorer_options(args, method)
-            )
+                method, model, optimizer, validation, max_grad_norm, *scorer_options(args, method),
+                autocast_dtype=run_precision(train_args),
+            )  # fmt: skip
             score_pool_in_shards(
                 scorer,
                 list(task_sets),
@@ -453,6 +486,7 @@ def run_influence_stage(args) -> dict:
                             "batch_size": scorer_options(args, method)[0],
                             "top_layers": scorer_options(args, method)[1],
                             "window": scorer_options(args, method)[2],
+                            "precision": precision,
                             "processes": state.num_processes,
                             "shard_size": shard_size,
                         },
