@@ -345,3 +345,45 @@ def test_an_arm_runs_at_its_own_seeds_and_the_table_counts_them(micro_corpus, wa
                 micro_corpus, warm_up, out, strategies=[{**random_arm, "seeds": []}], evaluation=evaluation
             )
         )
+
+
+@pytest.mark.slow
+def test_two_processes_run_the_experiment_one_process_runs(micro_corpus, warm_up, tmp_path):
+    """`torchrun --nproc_per_node 2 run_experiment.py` at the same global batch (2 x 2 blocks a step
+    against 1 x 4): the main process selects, writes and evaluates, both train; the same blocks are
+    kept and the arms' losses match one process's to float rounding, one table, written once."""
+    import dataclasses
+
+    import yaml
+    from datasets import load_from_disk
+    from helpers import run_on_cpu_processes
+
+    def run(processes: int, out):
+        args = experiment_args(
+            micro_corpus, warm_up, out, strategies=[{"name": "random", "strategy": "random"},
+            {"name": "influence", "strategy": "gumbel_top_k", "tasks": ["humaneval"], "temperature": 0.5}],
+            seeds=[1], pretrain_overrides={"per_device_train_batch_size": 4 // processes, "logging_steps": 1},
+        )  # fmt: skip
+        args = dataclasses.replace(args, evaluation={**args.evaluation, "execution_tasks": []})
+        recipe = tmp_path / f"experiment-{processes}.yaml"
+        recipe.write_text(yaml.safe_dump(dataclasses.asdict(args)))
+        done = run_on_cpu_processes("run_experiment.py", ["--config", recipe], 29571 + processes, processes)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    run(1, tmp_path / "one")
+    two = run(2, tmp_path / "two")
+    assert two.stdout.count("| arm |") == 1  # the table is printed by the main process only
+    for arm in ("random", "influence"):
+        cells = [
+            json.loads((tmp_path / out / "seed-1" / arm / "metrics.json").read_text())
+            for out in ("one", "two")
+        ]
+        assert cells[0]["tokens_trained"] == cells[1]["tokens_trained"] == 2 * 4 * 64
+        assert cells[1]["loss/humaneval/report"] == pytest.approx(cells[0]["loss/humaneval/report"], rel=1e-4)
+        kept = [
+            load_from_disk(str(tmp_path / out / "seed-1" / arm / "selection" / "blocks"))["block_id"]
+            for out in ("one", "two")
+        ]
+        assert kept[0] == kept[1]
+    assert (tmp_path / "two" / "results.md").is_file()

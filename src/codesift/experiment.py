@@ -46,7 +46,7 @@ from .selection import (
     write_selection,
 )
 from .training import run_pretraining
-from .utils import read_json, write_json, write_jsonl
+from .utils import process_state, read_json, write_json, write_jsonl
 
 # Imported inside the functions that use them (heavy or optional): torch.
 
@@ -244,15 +244,24 @@ def cell_record(args, spec: dict | None, seed: int | None) -> dict:
     return make_record(arguments, inputs)
 
 
-def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric) -> dict:
-    """One arm at one seed: select, continue pretraining, evaluate; metrics.json marks it done."""
+def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric, state=None) -> dict | None:
+    """One arm at one seed: select, continue pretraining, evaluate; metrics.json marks it done.
+    Under a multi-process launch (`state`) the main process selects, writes and evaluates; every
+    process trains (DDP) on what it wrote. Returns the metrics on the main process, else None."""
+    main = state is None or state.is_main_process
+    barrier = state.wait_for_everyone if state is not None else (lambda: None)
     selection_args = arm_arguments(args, spec, seed, cell / "selection")
-    selection = select(selection_args, candidates, losses)
-    write_selection(selection, cell / "selection", candidates, documents)
+    if main:
+        selection = select(selection_args, candidates, losses)
+        write_selection(selection, cell / "selection", candidates, documents)
+    barrier()
     steps = arm_steps(args, spec)
     train_metrics = continue_pretraining(
         args, cell / "selection" / "blocks", cell / "model", seed, steps=steps
     )
+    if not main:
+        barrier()
+        return None
     results = evaluate_model(evaluation_arguments(args, cell / "model", cell / "evaluation"), metric=metric)
     (cell / "evaluation").mkdir(parents=True, exist_ok=True)
     write_jsonl(cell / "evaluation" / "samples.jsonl", results.pop("samples"))
@@ -274,6 +283,7 @@ def run_cell(args, spec, seed, cell: Path, candidates, documents, losses, metric
     }
     write_record(cell, cell_record(args, spec, seed))
     write_json(cell / "metrics.json", metrics)  # last: it marks the cell finished
+    barrier()
     return metrics
 
 
@@ -303,19 +313,24 @@ def candidate_losses_cached(args, candidates, output_dir: Path):
     return losses
 
 
-def run_experiment(args) -> dict:
-    """Every cell (resuming), the checkpoint's own row, then the table. Returns the table's paths."""
+def run_experiment(args) -> dict | None:
+    """Every cell (resuming), the checkpoint's own row, then the table. Returns the table's paths
+    (None on the other processes of a multi-process launch, where only the main one writes)."""
     check_experiment(args)
+    state = process_state()
+    main = state.is_main_process
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     documents = load_documents(args.documents)
-    needs_losses = any(spec.get("strategy") == "perplexity" for spec in args.strategies)
+    needs_losses = main and any(spec.get("strategy") == "perplexity" for spec in args.strategies)
     losses = candidate_losses_cached(args, candidates, output_dir) if needs_losses else None
-    metric = pass_at_k_metric() if EvaluationArguments(**args.evaluation).execution_tasks else None
+    metric = pass_at_k_metric() if main and EvaluationArguments(**args.evaluation).execution_tasks else None
     row = output_dir / "checkpoint"
-    if args.evaluate_checkpoint and not up_to_date(
-        row, cell_record(args, None, None), "checkpoint row", "metrics.json"
+    if (
+        main
+        and args.evaluate_checkpoint
+        and not up_to_date(row, cell_record(args, None, None), "checkpoint row", "metrics.json")
     ):
         shutil.rmtree(row, ignore_errors=True)
         results = evaluate_model(evaluation_arguments(args, args.checkpoint, row), metric=metric)
@@ -331,12 +346,20 @@ def run_experiment(args) -> dict:
                 continue
             name = arm_name(spec)
             cell = output_dir / f"seed-{seed}" / name
-            if up_to_date(cell, cell_record(args, spec, seed), f"arm {name}, seed {seed}", "metrics.json"):
+            done = up_to_date(cell, cell_record(args, spec, seed), f"arm {name}, seed {seed}", "metrics.json")
+            state.wait_for_everyone()  # every process has read the cell's state before main changes it
+            if done:
                 continue
-            shutil.rmtree(cell, ignore_errors=True)  # a cell stopped halfway, or made otherwise, starts over
-            logger.info("arm %s, seed %d", name, seed)
-            run_cell(args, spec, seed, cell, candidates, documents, losses, metric)
-    return write_results_table(args, output_dir)
+            if main:
+                shutil.rmtree(
+                    cell, ignore_errors=True
+                )  # a cell stopped halfway, or made otherwise, starts over
+                logger.info("arm %s, seed %d", name, seed)
+            state.wait_for_everyone()
+            run_cell(args, spec, seed, cell, candidates, documents, losses, metric, state)
+    paths = write_results_table(args, output_dir) if main else None
+    state.wait_for_everyone()
+    return paths
 
 
 # ----------------------------------------------------------------------------------------------

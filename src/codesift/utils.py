@@ -131,6 +131,18 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def process_state():
+    """accelerate's PartialState, joining a torchrun / `accelerate launch` when there is one. On
+    CPU it joins only when told gloo, and must not be told so in one process (a notebook where a
+    Trainer already made the state)."""
+    import torch
+    from accelerate import PartialState
+
+    cpu = not torch.cuda.is_available()
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return PartialState(cpu=cpu, **({"backend": "gloo"} if cpu and launched else {}))
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch so that a run can be repeated."""
     import torch  # heavy: loaded when a stage seeds, not when utils is imported

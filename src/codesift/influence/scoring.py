@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from ..data import check_blocks, load_candidates, load_eval_datasets, load_score
 from ..plots import plot_correlation_heatmap, plot_fast_vs_exact, plot_score_distributions
 from ..provenance import changes, make_record, read_record, up_to_date, write_record
 from ..stats import common_blocks, score_tasks, spearman, task_correlations
-from ..utils import atomic_directory, save_to_disk, set_seed, write_json
+from ..utils import atomic_directory, process_state, save_to_disk, set_seed, write_json
 from .batched import BatchedFirstOrderScorer, ForwardDifferenceScorer
 from .exact import ExactScorer
 from .fast import FAST_METHODS, FirstOrderScorer
@@ -398,8 +397,6 @@ def run_influence_stage(args) -> dict:
     """Score the candidate pool at every checkpoint with every method; one dataset per (step,
     method) under `output_dir/step-<k>/<method>`. Finished folders are skipped and unfinished ones
     resume from their shards. Returns {(step, method): seconds per candidate}."""
-    from accelerate import PartialState
-
     set_seed(args.seed)
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
@@ -407,11 +404,8 @@ def run_influence_stage(args) -> dict:
     for checkpoint in args.checkpoint:
         if not Path(checkpoint).is_dir():
             raise InfluenceError(f"checkpoint not found: {checkpoint}")
-    # on CPU, PartialState joins a torchrun/accelerate launch only when told gloo explicitly (and
-    # must not be told so in one process, e.g. a notebook where a Trainer already made the state)
+    state = process_state()
     cpu = not torch.cuda.is_available()
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    state = PartialState(cpu=cpu, **({"backend": "gloo"} if cpu and launched else {}))
     device = torch.device("cpu") if cpu else state.device  # "cpu:<rank>" is no map_location torch.load takes
     candidates = load_candidates(args.candidates, args.candidates_split, args.max_candidates)
     task_sets = load_eval_datasets(args.validation_sets, args.tasks, args.part)
