@@ -157,3 +157,27 @@ def test_the_workshop_counts_add_up():
     for notebook in sorted(ROOT.glob("notebooks/0*.ipynb")):
         assert f"`{notebook.stem}`" in plan, f"{notebook.stem} is not in the workshop plan"
     assert plan.count("CODESIFT_REPO") == 2  # the clone URL: set once, used once
+
+
+def test_make_docs_keeps_the_headline_when_the_folder_holds_the_demos_table(tmp_path):
+    """`make demo` and notebook 06 write a one-seed, two-arm table where `make table` wrote the
+    headline's; `make docs` then leaves README's headline alone and says why."""
+    import json
+    import shutil
+
+    from codesift.reporting import update_all_docs
+
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    (tmp_path / "README.md").write_text((ROOT / "README.md").read_text())
+    demo = tmp_path / "outputs" / "tiny" / "experiment"
+    demo.mkdir(parents=True)
+    strategies = [
+        {"name": "influence_mean", "strategy": "gumbel_top_k"},
+        {"name": "predicted_mean", "strategy": "gumbel_top_k"},
+    ]
+    (demo / "results.json").write_text(json.dumps({"arguments": {"strategies": strategies}}))
+    lines = update_all_docs(tmp_path / "outputs" / "tiny", tmp_path)
+    assert any(
+        line.startswith("skipped results:") and "another run's table (2 arms" in line for line in lines
+    )
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text()

@@ -417,3 +417,25 @@ def test_why_the_bootstrap_is_not_scipys():
     from scipy.stats import spearmanr
 
     assert spearman(feature, score) == pytest.approx(spearmanr(feature, score).statistic)
+
+
+def test_the_report_says_when_the_experiment_folder_holds_another_runs_table(tmp_path):
+    """After `make demo` or notebook 06, the experiment folder's results.json is their two-arm table,
+    not `make table`'s: the report says the extremes were not measured instead of dropping them."""
+    import json
+
+    from codesift.analysis import Report, experiment_findings
+
+    experiment = tmp_path / "tiny" / "experiment"
+    experiment.mkdir(parents=True)
+    strategies = [
+        {"name": "influence_mean", "strategy": "gumbel_top_k"},
+        {"name": "predicted_mean", "strategy": "gumbel_top_k"},
+    ]
+    (experiment / "results.json").write_text(
+        json.dumps({"arguments": {"strategies": strategies, "table_tasks": []}, "cells": []})
+    )
+    report = Report()
+    experiment_findings(report, experiment, tmp_path)
+    assert len(report.rows) == 1 and "is another run's table (2 arms" in report.rows[0]["measured"]
+    assert report.rows[0]["measured"].startswith("not measured") and not report.sections

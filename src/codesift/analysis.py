@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_candidates, load_scores
+from .data import load_candidates, load_scores, not_the_table
 from .errors import CodesiftError
 from .findings import (
     SAME_WITHIN,
@@ -37,7 +37,7 @@ from .plots import plot_correlation_heatmap, plot_effect_intervals, plot_group_h
 from .prepare.filters import code_tokens
 from .report_page import write_report_page
 from .stats import DOCSTRING_RE, score_tasks
-from .utils import atomic_directory, write_json
+from .utils import atomic_directory, project_root, write_json
 
 # Imported inside the functions that use them (heavy or optional): datasets, transformers.
 
@@ -520,6 +520,17 @@ def experiment_findings(report: Report, experiment_dir: Path, root: Path) -> Non
                 "finding": "extremes, baselines and cross-task transfer at equal tokens",
                 "paper": "extreme-scoring samples consistently influence the model",
                 "measured": f"not measured: no stage-06 results at {experiment_dir} (make table)",
+                "agrees": "-",
+            }
+        )
+        return
+    other = not_the_table(results, project_root() / "recipes" / Path(experiment_dir).parent.name)
+    if other:  # `make demo` or notebook 06 ran last: its shorter table, not the arms the findings read
+        report.rows.append(
+            {
+                "finding": "extremes, baselines and cross-task transfer at equal tokens",
+                "paper": "extreme-scoring samples consistently influence the model",
+                "measured": f"not measured: {results} {other} (make table writes it)",
                 "agrees": "-",
             }
         )

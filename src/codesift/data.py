@@ -4,6 +4,7 @@ report that only reads a dataset imports neither the Trainer nor a scorer, and n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,25 @@ def parquet_rows(folder: Path, columns: list[str] | None = None, batch_size: int
     for file in sorted(Path(folder).glob("*.parquet")):
         for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size, columns=columns):
             yield from batch.to_pylist()
+
+
+def not_the_table(results_file: Path, recipe_dir: Path) -> str | None:
+    """Why a results.json is not `make table`'s (None when it is): `make demo` and notebook 06
+    write their own, shorter table into the same folder, and README's headline is the table's."""
+    import yaml
+
+    table = Path(recipe_dir) / "experiment_table.yaml"
+    if not table.is_file():
+        return None
+    wanted = [
+        spec.get("name") or spec["strategy"] for spec in yaml.safe_load(table.read_text())["strategies"]
+    ]
+    found = [
+        spec.get("name") or spec["strategy"]
+        for spec in json.loads(Path(results_file).read_text())["arguments"]["strategies"]
+    ]
+    return (
+        None
+        if found == wanted
+        else f"is another run's table ({len(found)} arms, the table has {len(wanted)})"
+    )

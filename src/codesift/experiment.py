@@ -31,7 +31,7 @@ from .configs import EvaluationArguments, SelectionArguments, load_configs, stag
 from .data import load_blocks, load_candidates
 from .errors import CodesiftError
 from .evaluation import evaluate_model, pass_at_k_metric
-from .intervals import mean_and_ci
+from .intervals import format_interval, mean_and_ci
 from .plots import plot_cross_task_matrix, plot_results_table
 from .provenance import make_record, up_to_date, write_record
 from .report_page import write_report_page
@@ -424,15 +424,6 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}), {device}, torch {torch.__version__}"
 
 
-def _fmt(mean_ci, digits=3) -> str:
-    mean, ci = mean_ci
-    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
-        return "-"
-    if ci is None or np.isnan(ci):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
-
-
 def seeds_sentence(counts: list[int]) -> str:
     """How many seeds the intervals rest on: one count, or each arm's own (the seeds column)."""
     if counts == [1]:
@@ -466,8 +457,8 @@ def results_markdown(summary: dict, tasks: list[str], args, n_seeds: list[int]) 
         "|" + "---|" * len(header),
     ]
     for arm, entry in summary.items():
-        cells = [arm, *[_fmt(entry[key]) for key, _ in columns]]
-        cells += [_fmt(entry[f"vs_random/loss/{t}/report"]) for t in tasks]
+        cells = [arm, *[format_interval(entry[key]) for key, _ in columns]]
+        cells += [format_interval(entry[f"vs_random/loss/{t}/report"]) for t in tasks]
         tokens = entry["tokens_trained"][0]
         cells += [f"{tokens:,.0f}", f"{entry['selection_seconds'][0]:.1f}", str(len(entry["seeds"]) or "-")]
         lines.append("| " + " | ".join(cells) + " |")

@@ -20,3 +20,13 @@ def mean_and_ci(values) -> tuple[float, float]:
     df = len(values) - 1
     t = T_975[df - 1] if df <= len(T_975) else 1.96
     return float(values.mean()), float(t * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def format_interval(mean_ci, signed: bool = False, digits: int = 3) -> str:
+    """ "mean ± half-width" as every table writes it: "-" without a mean, the mean alone without an
+    interval (one seed); `signed` for differences (+0.070)."""
+    mean, ci = mean_ci
+    if mean is None or not np.isfinite(mean):
+        return "-"
+    text = f"{mean:{'+' if signed else ''}.{digits}f}"
+    return text if ci is None or not np.isfinite(ci) else f"{text} ± {ci:.{digits}f}"

@@ -31,7 +31,7 @@ from .configs import InfluenceArguments, PredictorArguments, load_configs, stage
 from .data import load_blocks, load_scores_dataset
 from .errors import CodesiftError
 from .influence.scoring import run_influence_stage, scores_folder
-from .intervals import mean_and_ci
+from .intervals import format_interval, mean_and_ci
 from .plots import plot_loss_over_training
 from .predictor.labels import Standardiser
 from .predictor.models import load_saved_predictor, make_predictor
@@ -423,10 +423,6 @@ def write_results(args, cells: list[dict], output_dir: Path) -> dict:
 
 
 def results_markdown(args, summary: dict) -> str:
-    def cell(pair):
-        mean, ci = pair
-        return f"{mean:+.3f}" + ("" if ci is None or not np.isfinite(ci) else f" ± {ci:.3f}")
-
     seeds = max(len(e["seeds"]) for e in summary.values())
     lines = [
         f"# Pretraining on selected data: {args.steps} steps from scratch, {seeds} seed(s)",
@@ -444,7 +440,7 @@ def results_markdown(args, summary: dict) -> str:
     for arm, entry in summary.items():
         row = [arm]
         for task in args.tasks:
-            row += [f"{entry[f'loss/{task}'][0]:.3f}", *(cell(entry[k]) if k in entry else "-"
+            row += [f"{entry[f'loss/{task}'][0]:.3f}", *(format_interval(entry[k], signed=True) if k in entry else "-"
                     for k in (f"vs_random/{task}", f"vs_full/{task}"))]  # fmt: skip
         row += [f"{entry['train_seconds'][0]:.0f}", f"{entry['selection_seconds'][0]:.0f}"]
         lines.append("| " + " | ".join(row) + " |")

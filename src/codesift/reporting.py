@@ -12,7 +12,9 @@ import re
 import shutil
 from pathlib import Path
 
+from .data import not_the_table
 from .errors import CodesiftError
+from .intervals import format_interval, mean_and_ci
 
 
 def replace_block(text: str, name: str, body: str) -> str:
@@ -25,13 +27,6 @@ def replace_block(text: str, name: str, body: str) -> str:
             f"expected one '<!-- {name}:start' ... '<!-- {name}:end -->' block, found {len(found)}"
         )
     return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(3), text)
-
-
-def _fmt(mean_ci) -> str:
-    mean, ci = mean_ci
-    if mean is None:
-        return "-"
-    return f"{mean:+.3f}" if ci is None or ci != ci else f"{mean:+.3f} ± {ci:.3f}"
 
 
 def headline_table(results: dict) -> str:
@@ -47,7 +42,7 @@ def headline_table(results: dict) -> str:
             continue  # random itself and the checkpoint have no difference; 5% arms are in docs/06
         cells = [
             arm,
-            *map(_fmt, diffs),
+            *(format_interval(d, signed=True) for d in diffs),
             f"{entry['selection_seconds'][0]:.1f}",
             str(len(entry.get("seeds") or []) or "-"),
         ]
@@ -146,7 +141,6 @@ def gain_ratio(cells: list[dict], arm: str, other: str, task: str, draws: int = 
 
 def paired_difference(cells: list[dict], arm: str, other: str, task: str):
     """(mean, half-width of the 95% t-interval, seeds) of the arm's report loss minus `other`'s, per seed."""
-    from .intervals import mean_and_ci
 
     a, b = paired_report_losses(cells, arm, task), paired_report_losses(cells, other, task)
     seeds = sorted(set(a) & set(b))
@@ -170,7 +164,7 @@ def comparisons_table(results: dict) -> str:
         differences = [paired_difference(cells, arm, other, t) for t in tasks]
         ratios = [gain_ratio(cells, arm, other, t) for t in tasks]
         row = [f"{arm} - {other}"]
-        row += ["-" if d is None else _fmt((d[0], d[1])) for d in differences]
+        row += ["-" if d is None else format_interval((d[0], d[1]), signed=True) for d in differences]
         row += ["-" if r is None else f"{r[0]:.0%} [{r[1]:.0%}, {r[2]:.0%}]" for r in ratios]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -220,7 +214,7 @@ def pretrain_selected_summary(results: dict, stamp: str) -> str:
         if arm in ("random", "full"):
             continue
         cells = [
-            _fmt(tuple(entry.get(f"vs_{base}/{t}", (None, None))))
+            format_interval(tuple(entry.get(f"vs_{base}/{t}", (None, None))), signed=True)
             for t in args["tasks"]
             for base in ("random", "full")
         ]
@@ -465,8 +459,11 @@ def update_all_docs(outputs: str | Path, root: str | Path) -> list[str]:
     ]  # fmt: skip
     lines = [f"wrote {update_stage_table(root)} (stages)"]
     for name, needs, run, write in steps:
-        if needs.is_file():
-            lines += [f"wrote {path} ({name})" for path in write()]
-        else:
+        other = not_the_table(needs, Path(root) / "recipes" / outputs.name) if name == "results" else None
+        if not needs.is_file():
             lines.append(f"skipped {name}: {needs} not found ({run} writes it)")
+        elif other:
+            lines.append(f"skipped {name}: {needs} {other} ({run} writes the headline's)")
+        else:
+            lines += [f"wrote {path} ({name})" for path in write()]
     return lines
