@@ -513,11 +513,12 @@ def test_the_slurm_executor_submits_dependent_arrays_that_make_the_local_corpus(
         else:
             assert all(local[split][:] == remote[split][:] for split in ("train", "candidates"))
     scripts = {s: (tmp_path / "work-slurm" / "logs" / s / "launch_script.slurm").read_text()
-               for s in ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter", "tokenize")}  # fmt: skip
+               for s in ("filter", "minhash_buckets", "minhash_cluster", "minhash_filter", "tokenize", "pack")}  # fmt: skip
     assert "#SBATCH --mem-per-cpu=8G" in scripts["minhash_cluster"]
     assert "#SBATCH --mem-per-cpu=2G" in scripts["filter"] and "#SBATCH --array=0-1" in scripts["filter"]
     jobs = [job for job in submissions(log) if "launch_pickled_pipeline" in job["script"]]
-    assert len(jobs) == 5 and not any(a.startswith("--dependency") for a in jobs[0]["args"])
+    # filter, MinHash buckets, clusters and filter (a chain), then tokenize and pack (each its own run)
+    assert len(jobs) == 6 and not any(a.startswith("--dependency") for a in jobs[0]["args"])
     assert all(any(a.startswith("--dependency=afterok:") for a in job["args"]) for job in jobs[1:4])
 
 

@@ -40,9 +40,8 @@ class Method:
 
     name: str
     description: str
-    build: Callable[
-        ..., Scorer
-    ]  # (model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast)
+    # (model, optimizer, validation, max_grad_norm, batch_size, top_layers, autocast) -> its scorer
+    build: Callable[..., Scorer]
     refuses: Callable[[int, int | None], str | None] = lambda batch_size, top_layers: None
 
 
