@@ -3,9 +3,9 @@ deduplicated, tokenized and packed into blocks.
 
 The documents go through a datatrove pipeline (`codesift.prepare.pipeline`), which runs the same
 way on a laptop and on a cluster and resumes at the first unfinished task; this module trains the
-tokenizer between its stages, packs the tokenized documents into blocks as one stream (the blocks
-are the same for any number of tasks), splits them into train and candidates, and writes the
-manifest. Nothing holds the corpus in memory: documents and blocks stream from parquet to arrow.
+tokenizer between its stages, packs the tokenized documents into blocks (each task the blocks that
+start in its shard: one stream's blocks, the same for any number of tasks), splits them into train
+and candidates, and writes the manifest. Nothing holds the corpus in memory: documents and blocks stream from parquet to arrow.
 
 Document columns: doc_id, text, path, source, package, language, license, sha256 (+ num_tokens).
 Block columns: block_id, input_ids, doc_ids, language (the language of most of its tokens).

@@ -1,10 +1,11 @@
-"""Stage 01's document pipeline on datatrove: read, filter, deduplicate, tokenize, in tasks.
+"""Stage 01's document pipeline on datatrove: read, filter, deduplicate, tokenize, pack, in tasks.
 
     read (local code | Hub | JSONL | parquet) -> readable -> quality -> exact dedup -> decontaminate
         -> filtered/ parquet + MinHash signatures
     MinHash buckets -> clusters -> filter           -> documents/ parquet (the kept documents)
     [the tokenizer is trained here when the recipe names none]
     tokenize                                         -> tokenized/ parquet (doc_id, input_ids, language)
+    pack (each task the blocks starting in its shard) -> blocks/ parquet (one stream's blocks)
 
 Each step is a datatrove PipelineStep, so the same recipe runs on a laptop
 (`LocalPipelineExecutor`), on Slurm or on Ray; datatrove's completion markers make a rerun skip
