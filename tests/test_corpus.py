@@ -607,3 +607,22 @@ def test_each_task_streams_its_own_hub_files(tmp_path):
     tasks = [[row["content"] for row in hub_stream(args, rank, 2)] for rank in range(2)]
     assert tasks[0] == [f"x = {n}\n" for n in (0, 1, 2, 10, 11, 12)]
     assert tasks[1] == [f"x = {n}\n" for n in (20, 21, 22)]
+
+
+def test_several_tasks_per_minhash_bucket_find_the_same_near_copies(tmp_path, planted_corpus, humaneval_sets):
+    """`minhash_bucket_tasks: 2` splits each bucket's matching over two tasks (twice the buckets
+    stage's tasks): the same documents kept and the same near copies dropped as one task a bucket."""
+    runs = {}
+    for per_bucket in (1, 2):
+        args = corpus_args(planted_corpus, minhash_buckets=4, minhash_bucket_tasks=per_bucket)
+        runs[per_bucket] = build_corpus(
+            args, tmp_path / f"out{per_bucket}", humaneval_sets, tmp_path / f"work{per_bucket}"
+        )
+        completed = list(
+            (tmp_path / f"work{per_bucket}" / "logs" / "minhash_buckets" / "completions").iterdir()
+        )
+        assert len(completed) == 4 * per_bucket
+    near = [runs[n]["documents"]["dropped"].get("near_duplicate", {}).get("documents", 0) for n in (1, 2)]
+    assert near[0] == near[1] >= 1
+    kept = [(tmp_path / f"out{n}" / "dropped.jsonl").read_text() for n in (1, 2)]
+    assert kept[0] == kept[1]

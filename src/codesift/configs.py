@@ -115,6 +115,13 @@ class CorpusArguments:
         metadata={"help": "LSH bands; with hashes_per_bucket r, pairs near Jaccard (1/b)^(1/r) collide."},
     )
     minhash_hashes_per_bucket: int = 8
+    minhash_bucket_tasks: int = field(
+        default=1,
+        metadata={
+            "help": "Tasks per MinHash bucket, each matching a slice of the bucket's signatures (datatrove's "
+            "way to spread a large corpus's buckets stage); the same clusters for any number."
+        },
+    )
     shingle_size: int = 5
     validation_sets: str | None = field(
         default="outputs/tiny/validation_sets",

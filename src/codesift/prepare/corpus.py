@@ -51,6 +51,7 @@ NOT_DOCUMENT_ARGUMENTS = {
     "executor",
     "workers",
     "executor_options",
+    "minhash_bucket_tasks",
     "num_candidates",
 }
 
@@ -427,7 +428,15 @@ def corpus_record(args: CorpusArguments) -> dict:
     folders = {source: source.partition(":")[2] for source in args.sources if ":" in source}
     if args.hub_dataset and Path(args.hub_dataset).exists():
         folders["hub_dataset"] = args.hub_dataset
-    how = ("output_dir", "work_dir", "keep_work_dir", "executor", "workers", "executor_options")
+    how = (
+        "output_dir",
+        "work_dir",
+        "keep_work_dir",
+        "executor",
+        "workers",
+        "executor_options",
+        "minhash_bucket_tasks",
+    )
     arguments = {k: v for k, v in vars(args).items() if k not in how}
     return make_record(
         arguments,

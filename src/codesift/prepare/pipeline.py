@@ -577,7 +577,7 @@ def document_executors(args: CorpusArguments, work: Path, problems) -> list:
         work,
         "minhash_buckets",
         [MinhashDedupBuckets(str(minhash / "signatures"), str(minhash / "buckets"), config=config)],
-        config.num_buckets,
+        config.num_buckets * args.minhash_bucket_tasks,
         1,
         depends=filtering,
     )
