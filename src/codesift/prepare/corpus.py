@@ -43,17 +43,11 @@ from .tokenizer import load_tokenizer, train_bpe_tokenizer
 
 logger = logging.getLogger(__name__)
 __all__ = ["CorpusError", "DOCUMENT_COLUMNS", "build_corpus", "collect_documents", "run_corpus_stage"]
-# Arguments that change how the corpus is run or split, not which documents it keeps.
-NOT_DOCUMENT_ARGUMENTS = {
-    "output_dir",
-    "work_dir",
-    "keep_work_dir",
-    "executor",
-    "workers",
-    "executor_options",
-    "minhash_bucket_tasks",
-    "num_candidates",
-}
+# Arguments that change how the corpus is run, not what it holds (left out of its record), and
+# with the split, not which documents it keeps (left out of the work folder's record).
+HOW_IT_RUNS = ("output_dir", "work_dir", "keep_work_dir", "executor", "workers", "executor_options",
+               "minhash_bucket_tasks")  # fmt: skip
+NOT_DOCUMENT_ARGUMENTS = {*HOW_IT_RUNS, "num_candidates"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,16 +422,7 @@ def corpus_record(args: CorpusArguments) -> dict:
     folders = {source: source.partition(":")[2] for source in args.sources if ":" in source}
     if args.hub_dataset and Path(args.hub_dataset).exists():
         folders["hub_dataset"] = args.hub_dataset
-    how = (
-        "output_dir",
-        "work_dir",
-        "keep_work_dir",
-        "executor",
-        "workers",
-        "executor_options",
-        "minhash_bucket_tasks",
-    )
-    arguments = {k: v for k, v in vars(args).items() if k not in how}
+    arguments = {k: v for k, v in vars(args).items() if k not in HOW_IT_RUNS}
     return make_record(
         arguments,
         {"validation_sets": args.validation_sets, **folders},
