@@ -85,10 +85,6 @@ def run_script(name: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
     )
 
 
-def run_on_two_cpu_processes(script: str, args: list, port: int) -> subprocess.CompletedProcess:
-    return run_on_cpu_processes(script, args, port, processes=2)
-
-
 def run_on_cpu_processes(
     script: str, args: list, port: int, processes: int = 2
 ) -> subprocess.CompletedProcess:

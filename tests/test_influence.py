@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 from datasets import load_from_disk
-from helpers import run_on_two_cpu_processes, run_script, train
+from helpers import run_on_cpu_processes, run_script, train
 
 from codesift.configs import InfluenceArguments
 from codesift.influence import (
@@ -641,7 +641,7 @@ def test_callback_under_two_processes_shards_and_gathers(micro_corpus, tmp_path)
     )
     cli = micro_cli(micro_corpus, tmp_path / "ddp", "--max_steps", 2, "--save_steps", 100)
     cli[1] = str(recipe)
-    done = run_on_two_cpu_processes("pretrain.py", cli, port=29544)
+    done = run_on_cpu_processes("pretrain.py", cli, port=29544)
     assert done.returncode == 0, done.stderr[-3000:]
     scores = load_from_disk(str(tmp_path / "ddp" / "influence" / "step-2" / "grad_dot"))
     assert sorted(scores["block_id"]) == sorted(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import MomentProbe, micro_args, micro_cli, run_on_two_cpu_processes, train
+from helpers import MomentProbe, micro_args, micro_cli, run_on_cpu_processes, train
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from codesift.data import DataError
@@ -102,7 +102,7 @@ def test_two_cpu_processes_train_and_save(micro_corpus, tmp_path):
     out = tmp_path / "ddp"
     # model_overrides (a dict) has no CLI form: the tiny preset, whose 256 context holds 64-token blocks
     overrides = ["--max_steps", 3, "--save_steps", 3]
-    done = run_on_two_cpu_processes("pretrain.py", micro_cli(micro_corpus, out, *overrides), port=29533)
+    done = run_on_cpu_processes("pretrain.py", micro_cli(micro_corpus, out, *overrides), port=29533)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and (out / "checkpoint-3" / "optimizer.pt").is_file()

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -267,13 +268,15 @@ class Pool:
     table: dict[str, np.ndarray]  # {task: score of each candidate}
     losses: np.ndarray | None  # the candidates' own losses, when passed in
 
+    @cached_property
     def values(self) -> np.ndarray:
         """One score per candidate: the task's, or the tasks' aggregate."""
         return aggregate_scores(self.table, self.args.tasks, self.args.aggregate, self.args.weights)
 
+    @property
     def ranked(self) -> np.ndarray:
         """The values, negated with `reverse` (the lowest first)."""
-        return -self.values() if self.args.reverse else self.values()
+        return -self.values if self.args.reverse else self.values
 
 
 @dataclass(frozen=True)
@@ -291,15 +294,15 @@ class Strategy:
 
 
 def choose_top_k(pool: Pool):
-    return top_k(pool.ranked(), pool.k), pool.values()
+    return top_k(pool.ranked, pool.k), pool.values
 
 
 def choose_gumbel_top_k(pool: Pool):
-    return gumbel_top_k(pool.ranked(), pool.k, pool.args.temperature, pool.args.seed), pool.values()
+    return gumbel_top_k(pool.ranked, pool.k, pool.args.temperature, pool.args.seed), pool.values
 
 
 def choose_threshold(pool: Pool):
-    values = pool.values()
+    values = pool.values
     kept = np.flatnonzero(values >= pool.args.threshold)
     if len(kept) == 0:
         raise SelectionError(f"threshold {pool.args.threshold} keeps no block (max value {values.max():.4g})")
@@ -313,13 +316,13 @@ def choose_quantile(pool: Pool):
 
 
 def choose_middle(pool: Pool):
-    values = pool.values()
+    values = pool.values
     return band_k(values, pool.k, "middle"), values
 
 
 def choose_language_matched_random(pool: Pool):
-    influence = gumbel_top_k(pool.ranked(), pool.k, pool.args.temperature, pool.args.seed)
-    return language_matched(pool.candidates, influence, pool.args.seed), pool.values()
+    influence = gumbel_top_k(pool.ranked, pool.k, pool.args.temperature, pool.args.seed)
+    return language_matched(pool.candidates, influence, pool.args.seed), pool.values
 
 
 def choose_random(pool: Pool):

@@ -233,7 +233,8 @@ def blocks_dataset_dict(args: CorpusArguments, work: Path, eos_token_id: int):
 
     from .pipeline import pack_executor, run_executors, shard_stream_tokens
 
-    if not run_executors([pack_executor(args, work, eos_token_id)], work):
+    counts = shard_stream_tokens(work, args.tasks)
+    if not run_executors([pack_executor(args, work, eos_token_id, counts)], work):
         raise CorpusPending(work)
     features = Features(
         {
@@ -255,7 +256,7 @@ def blocks_dataset_dict(args: CorpusArguments, work: Path, eos_token_id: int):
         "train_blocks": len(train_idx),
         "candidate_blocks": len(candidate_idx),
         "tokens_in_blocks": len(blocks) * args.seq_len,
-        "tail_tokens_dropped": sum(shard_stream_tokens(work, args.tasks)) - len(blocks) * args.seq_len,
+        "tail_tokens_dropped": sum(counts) - len(blocks) * args.seq_len,
     }
     return DatasetDict({"train": blocks.select(train_idx), "candidates": blocks.select(candidate_idx)}), stats
 

@@ -620,9 +620,9 @@ def tokenize_executor(args: CorpusArguments, work: Path, tokenizer_dir: Path):
     return make_executor(args, work, "tokenize", pipeline, args.tasks, args.workers)
 
 
-def pack_executor(args: CorpusArguments, work: Path, eos_token_id: int):
-    """Packing in as many tasks as tokenizing: each task packs the blocks that start in its shard."""
-    counts = shard_stream_tokens(work, args.tasks)
+def pack_executor(args: CorpusArguments, work: Path, eos_token_id: int, counts: list[int]):
+    """Packing in as many tasks as tokenizing: each task packs the blocks that start in its shard
+    (`counts`: each shard's stream tokens, `shard_stream_tokens`)."""
     pipeline = [
         PackBlocks(str(work / "tokenized"), counts, args.seq_len, eos_token_id),
         parquet_writer(work / "blocks", block_row),
