@@ -105,10 +105,13 @@ def test_generated_blocks_agree_with_the_recipes_they_depend_on():
 
 
 def test_make_docs_names_what_it_could_not_write(tmp_path):
+    import shutil
+
     from codesift.reporting import update_all_docs
 
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")  # as a fresh clone has them
     lines = update_all_docs(tmp_path / "outputs" / "tiny", tmp_path)
     assert lines[0] == f"wrote {readme} (stages)"  # the stage table needs no run
     assert readme.read_text() == (ROOT / "README.md").read_text()  # and README's is the registry's

@@ -459,10 +459,9 @@ def update_all_docs(outputs: str | Path, root: str | Path) -> list[str]:
     ]  # fmt: skip
     lines = [f"wrote {update_stage_table(root)} (stages)"]
     for name, needs, run, write in steps:
-        other = not_the_table(needs, Path(root) / "recipes" / outputs.name) if name == "results" else None
         if not needs.is_file():
             lines.append(f"skipped {name}: {needs} not found ({run} writes it)")
-        elif other:
+        elif name == "results" and (other := not_the_table(needs, Path(root) / "recipes" / outputs.name)):
             lines.append(f"skipped {name}: {needs} {other} ({run} writes the headline's)")
         else:
             lines += [f"wrote {path} ({name})" for path in write()]
